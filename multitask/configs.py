@@ -1,0 +1,173 @@
+"""Configuration dataclasses for multi-task training and evaluation.
+
+The names and fields mirror Model Garden's `official.modeling.multitask.configs`
+so that YAML files and `--params_override` strings written for it keep working.
+All classes are `official.modeling.hyperparams` configs: typed, YAML
+overridable, and validated by `validate()` before anything runs.
+"""
+import dataclasses
+from typing import Optional, Tuple
+
+from official.core import config_definitions as cfg
+from official.modeling import hyperparams
+
+TRAINER_TYPES = ("joint", "interleaving")
+SAMPLER_TYPES = ("uniform", "proportional", "annealing")
+
+
+@dataclasses.dataclass
+class TaskRoutine(hyperparams.Config):
+    """One task of a multi-task experiment.
+
+    Attributes:
+      task_name: The task's name; defaults to `task_config.name`.
+      task_config: The task's own `TaskConfig` (the one it trains alone with).
+      eval_steps: Evaluation steps for this task; None or -1 means the whole
+        validation set.
+      task_weight: Loss weight in the joint trainer and sampling weight in the
+        interleaving trainer (Model Garden's meaning).
+    """
+
+    task_name: str = ""
+    task_config: Optional[cfg.TaskConfig] = None
+    eval_steps: Optional[int] = None
+    task_weight: Optional[float] = 1.0
+
+    def resolved_name(self) -> str:
+        """Returns `task_name`, falling back to `task_config.name`."""
+        return self.task_name or (self.task_config.name if self.task_config else "") or ""
+
+
+@dataclasses.dataclass
+class MultiTaskConfig(hyperparams.Config):
+    """The tasks of a multi-task experiment and their shared model.
+
+    Attributes:
+      init_checkpoint: Checkpoint (file or directory) to warm-start the
+        multi-task model from, read by the model's `initialize()`.
+      model: The multi-task model's own config, if it has one.
+      task_routines: One `TaskRoutine` per task.
+    """
+
+    init_checkpoint: str = ""
+    model: Optional[hyperparams.Config] = None
+    task_routines: Tuple[TaskRoutine, ...] = ()
+
+    def validate(self):
+        super().validate()
+        validate_task_routines(self.task_routines, "task.task_routines")
+
+
+@dataclasses.dataclass
+class ProportionalSampleConfig(hyperparams.Config):
+    """Sampling with p_i proportional to task_weight_i ** alpha."""
+
+    alpha: float = 1.0
+
+
+@dataclasses.dataclass
+class AnnealingSampleConfig(hyperparams.Config):
+    """Annealed sampling of Stickland & Murray (ICML 2019)."""
+
+    steps_per_epoch: int = 5
+    total_steps: int = 20
+
+
+@dataclasses.dataclass
+class TaskSamplingConfig(hyperparams.OneOfConfig):
+    """How the interleaving trainer picks a task: one of `SAMPLER_TYPES`."""
+
+    type: str = ""
+    uniform: hyperparams.Config = dataclasses.field(default_factory=hyperparams.Config)
+    proportional: ProportionalSampleConfig = dataclasses.field(
+        default_factory=ProportionalSampleConfig
+    )
+    annealing: AnnealingSampleConfig = dataclasses.field(default_factory=AnnealingSampleConfig)
+
+    def validate(self):
+        super().validate()
+        if self.type not in SAMPLER_TYPES:
+            raise ValueError(
+                f"trainer.task_sampler.type is {self.type!r}; allowed: "
+                f"{', '.join(SAMPLER_TYPES)}."
+            )
+
+
+@dataclasses.dataclass
+class MultiTaskTrainerConfig(cfg.TrainerConfig):
+    """Model Garden's `TrainerConfig` plus the choice of multi-task trainer.
+
+    Attributes:
+      trainer_type: "joint" (one backward pass over the weighted task losses) or
+        "interleaving" (one sampled task per step).
+      task_sampler: The interleaving trainer's task sampler.
+    """
+
+    trainer_type: str = "interleaving"
+    task_sampler: TaskSamplingConfig = dataclasses.field(
+        default_factory=lambda: TaskSamplingConfig(type="proportional")
+    )
+
+    def validate(self):
+        super().validate()
+        if self.trainer_type not in TRAINER_TYPES:
+            raise ValueError(
+                f"trainer.trainer_type is {self.trainer_type!r}; allowed: "
+                f"{', '.join(TRAINER_TYPES)}."
+            )
+        if self.trainer_type == "interleaving":
+            self.task_sampler.validate()
+
+
+@dataclasses.dataclass
+class MultiTaskExperimentConfig(hyperparams.Config):
+    """An experiment config for multi-task training and multi-task evaluation."""
+
+    task: MultiTaskConfig = dataclasses.field(default_factory=MultiTaskConfig)
+    trainer: MultiTaskTrainerConfig = dataclasses.field(default_factory=MultiTaskTrainerConfig)
+    runtime: cfg.RuntimeConfig = dataclasses.field(default_factory=cfg.RuntimeConfig)
+
+    def validate(self):
+        super().validate()
+        self.task.validate()
+        self.trainer.validate()
+
+
+@dataclasses.dataclass
+class MultiEvalExperimentConfig(cfg.ExperimentConfig):
+    """An experiment config for single-task training and multi-task evaluation.
+
+    Attributes:
+      eval_tasks: The tasks to evaluate the trained model on.
+    """
+
+    eval_tasks: Tuple[TaskRoutine, ...] = ()
+
+    def validate(self):
+        super().validate()
+        validate_task_routines(self.eval_tasks, "eval_tasks")
+
+
+def validate_task_routines(routines, field: str):
+    """Checks that every routine has a config and a unique name.
+
+    Args:
+      routines: A sequence of `TaskRoutine`.
+      field: The config path of `routines`, used in error messages.
+
+    Raises:
+      ValueError: A routine has no task_config, no name, or a duplicated name.
+    """
+    names = set()
+    for index, routine in enumerate(routines):
+        if routine.task_config is None:
+            raise ValueError(f"{field}[{index}].task_config is not set.")
+        name = routine.resolved_name()
+        if not name:
+            raise ValueError(
+                f"{field}[{index}] has no task_name and its task_config has no name; "
+                "set one of them."
+            )
+        if name in names:
+            raise ValueError(f"{field}: duplicated task name {name!r}; every task needs its own name.")
+        names.add(name)

@@ -1,0 +1,25 @@
+"""Install the multitask library: `pip install -e .` (tests: `pip install -e ".[test]"`)."""
+import setuptools
+
+setuptools.setup(
+    name="multitask",
+    version="0.1.0",
+    description=(
+        "Multi-task learning for Keras 3 on TensorFlow, shaped like "
+        "TensorFlow Model Garden's official/modeling/multitask."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["multitask", "multitask.*", "experiments", "experiments.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # tf-models-official pins the TensorFlow release it works with.
+        "tf-models-official>=2.20,<2.21",
+        "tensorflow>=2.20,<2.21",
+        "keras>=3",
+        "gin-config",
+        "scikit-learn",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+)

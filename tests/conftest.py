@@ -1,0 +1,23 @@
+"""Test setup: quiet TensorFlow, and two logical CPUs for MirroredStrategy tests.
+
+The logical devices must be configured before TensorFlow initialises its
+devices, so this runs at import time, before any test module touches TF.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_CPU = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _CPU, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+
+@pytest.fixture
+def two_cpu_strategy():
+    """A MirroredStrategy over two logical CPU devices."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
