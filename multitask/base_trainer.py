@@ -1,0 +1,266 @@
+"""MultiTaskBaseTrainer: the joint multi-task trainer, an orbit StandardTrainer.
+
+Every step takes one batch of every task, computes each task's loss, and makes
+one gradient step on their weighted sum (`MultiTask.joint_train_step`). The
+`steps_per_loop` steps of a loop run inside one `tf.function` (orbit's
+`tf.while_loop`), under whatever `tf.distribute` strategy is current when the
+trainer is created.
+"""
+import functools
+from typing import Any, Dict, Mapping, Optional, Union
+
+from absl import logging
+import gin
+import keras
+import orbit
+import tensorflow as tf
+
+from multitask import base_model
+from multitask import multitask as multitask_lib
+from multitask.core import base_task
+
+_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters")
+
+
+class _UntrackedDict(dict):
+    """A dict that `tf.Module` attribute tracking stores as is.
+
+    orbit keeps the train datasets (and their iterators) as attributes and
+    passes the iterators into the traced loop. A plain dict attribute becomes
+    a tracking proxy, which `tf.function` cannot take as an argument under
+    Python 3.11 (TF 2.20: "this __dict__ descriptor does not support
+    '_DictWrapper' objects"); a dict subclass is not wrapped.
+    """
+
+
+def _needs_loss_scaling() -> bool:
+    return keras.mixed_precision.global_policy().compute_dtype == "float16"
+
+
+@gin.configurable
+class MultiTaskBaseTrainer(orbit.StandardTrainer):
+    """Trains all tasks together: one backward pass over the weighted losses."""
+
+    def __init__(
+        self,
+        multi_task: multitask_lib.MultiTask,
+        multi_task_model: Union[keras.Model, base_model.MultiTaskBaseModel],
+        optimizer: keras.optimizers.Optimizer,
+        trainer_options: Optional[orbit.StandardTrainerOptions] = None,
+        train_datasets=None,
+    ):
+        """Creates the trainer; call it inside `strategy.scope()`.
+
+        Args:
+          multi_task: The tasks and their weights.
+          multi_task_model: A `MultiTaskBaseModel`, or one keras.Model for all tasks.
+          optimizer: A Keras 3 optimizer. Under a float16 policy it is wrapped in
+            a `keras.optimizers.LossScaleOptimizer` unless it already is one.
+          trainer_options: orbit options; by default the loop runs in a
+            `tf.function` with a `tf.while_loop`.
+          train_datasets: `{task_name: source}` (one batch per task per step),
+            or one source yielding `(features, {task_name: labels})` that
+            feeds every task (the multi-label form). A source is a
+            `tf.data.Dataset` of global batches, a function
+            `fn(input_context=...)` returning a per-replica-batched dataset, or
+            an already distributed dataset (which cannot be repositioned on
+            resume). Defaults to each task's `build_inputs(task_config.train_data)`.
+
+        Raises:
+          KeyError: A task has no sub-model in `multi_task_model`.
+          ValueError: The model cannot be built, or `checkpoint_items` reuse a
+            reserved checkpoint name.
+        """
+        self._strategy = tf.distribute.get_strategy()
+        self._multi_task = multi_task
+        self._multi_task_model = multi_task_model
+        base_model.check_tasks_in_model(multi_task_model, multi_task.tasks)
+        if _needs_loss_scaling() and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self._optimizer = optimizer
+        self._global_step = orbit.utils.create_global_step()
+        self._task_step_counters = {
+            name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps",
+                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            for name in multi_task.tasks
+        }
+        # Every variable must exist, and the optimizer must track all of them,
+        # before the first traced step (interleaved branches update subsets).
+        base_model.ensure_built(multi_task_model)
+        optimizer.build(multi_task_model.trainable_variables)
+        self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
+        self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
+        self._training_metrics = {
+            name: task.build_metrics(training=True) for name, task in multi_task.tasks.items()
+        }
+        checkpoint_items = dict(getattr(multi_task_model, "checkpoint_items", None) or {})
+        clashes = sorted(set(checkpoint_items) & set(_RESERVED_CHECKPOINT_NAMES))
+        if clashes:
+            raise ValueError(
+                f"checkpoint_items of {type(multi_task_model).__name__} use reserved names "
+                f"{clashes}; reserved: {', '.join(_RESERVED_CHECKPOINT_NAMES)}."
+            )
+        self._checkpoint = tf.train.Checkpoint(
+            model=multi_task_model,
+            optimizer=optimizer,
+            global_step=self._global_step,
+            task_step_counters=self._task_step_counters,
+            **checkpoint_items,
+        )
+        if train_datasets is None:
+            train_datasets = {
+                name: functools.partial(task.build_inputs, task.task_config.train_data)
+                for name, task in multi_task.tasks.items()
+            }
+        self._shared_input = not isinstance(train_datasets, Mapping)
+        if not self._shared_input:
+            missing = sorted(set(multi_task.tasks) - set(train_datasets))
+            if missing:
+                raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
+        self._train_sources = train_datasets
+        self._datasets_positioned = False
+        super().__init__(
+            train_dataset=self._distributed_datasets(),
+            options=trainer_options or orbit.StandardTrainerOptions(),
+        )
+
+    def _batches_consumed(self, name: Optional[str]) -> int:
+        """Batches a source has yielded so far: its task's steps, or all steps if shared."""
+        counter = self._global_step if name is None else self._task_step_counters[name]
+        return int(counter.numpy())
+
+    def _distribute(self, source, batches_to_skip: int):
+        """Distributes one train source, skipping the batches already trained on."""
+        if isinstance(source, tf.data.Dataset):
+            # A plain dataset yields global batches: one per step.
+            return self._strategy.experimental_distribute_dataset(source.skip(batches_to_skip))
+        if callable(source):
+
+            def dataset_fn(input_context):
+                # Each input pipeline feeds this many replicas per step.
+                per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+                return source(input_context=input_context).skip(batches_to_skip * per_step)
+
+            return self._strategy.distribute_datasets_from_function(dataset_fn)
+        if batches_to_skip:
+            logging.warning(
+                "Resuming at step %d with an already distributed train dataset: it restarts "
+                "from its beginning; pass a tf.data.Dataset or a dataset function to resume "
+                "at the same position.", int(self._global_step.numpy()),
+            )
+        return source
+
+    def _distributed_datasets(self):
+        """Distributes the train sources at the position the counters say."""
+        if self._shared_input:
+            return self._distribute(self._train_sources, self._batches_consumed(None))
+        return _UntrackedDict(
+            (name, self._distribute(self._train_sources[name], self._batches_consumed(name)))
+            for name in self._multi_task.tasks
+        )
+
+    @property
+    def strategy(self):
+        return self._strategy
+
+    @property
+    def multi_task(self) -> multitask_lib.MultiTask:
+        return self._multi_task
+
+    @property
+    def multi_task_model(self):
+        return self._multi_task_model
+
+    @property
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        return self._optimizer
+
+    @property
+    def global_step(self) -> tf.Variable:
+        return self._global_step
+
+    @property
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """Model, optimizer, global step and per-task step counters."""
+        return self._checkpoint
+
+    @property
+    def training_losses(self) -> Dict[str, keras.metrics.Mean]:
+        """Per-task (and "total_loss") running means of the training loss."""
+        return self._training_losses
+
+    @property
+    def training_metrics(self) -> Dict[str, list]:
+        """Per-task training metrics, from each task's `build_metrics(True)`."""
+        return self._training_metrics
+
+    def task_step_counter(self, name: str) -> tf.Variable:
+        """The number of steps that trained task `name`."""
+        return self._task_step_counters[name]
+
+    def next_inputs(self, iterators, task_names):
+        """Reads the next batch for `task_names` (outside the replica function).
+
+        Returns the shared batch with one shared dataset, else `{task: batch}`.
+        """
+        if self._shared_input:
+            return next(iterators)
+        return {name: next(iterators[name]) for name in task_names}
+
+    def task_inputs(self, inputs, task_names):
+        """Turns a replica's `next_inputs` into `{task: (features, labels)}`."""
+        if not self._shared_input:
+            return inputs
+        features, labels = base_task.split_inputs(inputs)
+        return {name: (features, labels[name]) for name in task_names}
+
+    def train_loop_begin(self):
+        """Resets the per-loop metrics; on a restored run's first loop, repositions the data.
+
+        The checkpoint is restored after the trainer is built, so the first
+        loop re-creates each train dataset and skips the batches that the
+        restored step counters say were trained on: with deterministic input
+        pipelines (seeded shuffles), a resumed run sees the same batches as an
+        uninterrupted one. Skipping reads the skipped batches once.
+        """
+        if not self._datasets_positioned:
+            self._datasets_positioned = True
+            if int(self._global_step.numpy()) > 0:
+                self.train_dataset = self._distributed_datasets()
+        for metric in self._training_losses.values():
+            metric.reset_state()
+        for metrics in self._training_metrics.values():
+            for metric in metrics:
+                metric.reset_state()
+
+    def train_step(self, iterator_map):
+        """One joint step over all tasks."""
+        names = list(self._multi_task.tasks)
+
+        def step_fn(inputs):
+            losses = self._multi_task.joint_train_step(
+                self.task_inputs(inputs, names),
+                multi_task_model=self._multi_task_model,
+                optimizer=self._optimizer,
+                task_metrics=self._training_metrics,
+            )
+            for key, loss in losses.items():
+                self._training_losses[key].update_state(loss)
+
+        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
+        self._global_step.assign_add(1)
+        for counter in self._task_step_counters.values():
+            counter.assign_add(1)
+
+    def train_loop_end(self) -> Dict[str, Any]:
+        """Returns `{task: {"training_loss", metrics..., "task_steps"}, "total_loss", "learning_rate"}`."""
+        result = {}
+        for name in self._multi_task.tasks:
+            logs = {"training_loss": self._training_losses[name].result()}
+            logs.update({metric.name: metric.result() for metric in self._training_metrics[name]})
+            logs["task_steps"] = self._task_step_counters[name].read_value()
+            result[name] = logs
+        result["total_loss"] = self._training_losses["total_loss"].result()
+        # Follows the optimizer's own step count (one per backward pass).
+        result["learning_rate"] = tf.convert_to_tensor(self._optimizer.learning_rate)
+        return result

@@ -1,0 +1,82 @@
+"""Keeps the checkpoint with the best value of one evaluation metric."""
+import os
+from typing import Any, Mapping, Optional
+
+from official.core import train_utils
+
+METRIC_COMPARISONS = ("higher", "lower")
+
+
+def _metric_path(metric_name: str):
+    """Splits "<task>.<metric>" (or Model Garden's "a|b|c") into its keys."""
+    if "|" in metric_name:
+        return metric_name.split("|")
+    task, _, metric = metric_name.partition(".")
+    return [task, metric] if metric else [task]
+
+
+def _leaf_names(logs: Mapping[str, Any], prefix: str = ""):
+    for key, value in logs.items():
+        if isinstance(value, Mapping):
+            yield from _leaf_names(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+class BestCheckpointExporter(train_utils.BestCheckpointExporter):
+    """Model Garden's best-checkpoint exporter, keyed by "<task>.<metric>".
+
+    It exports `model_dir/<subdir>/best_ckpt-*` and `info.json` (the logs of the
+    best evaluation) whenever an evaluation beats the best one so far.
+    """
+
+    def __init__(self, export_dir: str, metric_name: str, metric_comp: str):
+        """Creates the exporter.
+
+        Args:
+          export_dir: Where the best checkpoint and its info.json go.
+          metric_name: "<task>.<metric>" as in the evaluator's results, e.g.
+            "circle.accuracy"; Model Garden's "circle|accuracy" also works.
+          metric_comp: "higher" or "lower" (which value is better).
+
+        Raises:
+          ValueError: An empty metric name or an unknown comparison.
+        """
+        if metric_comp not in METRIC_COMPARISONS:
+            raise ValueError(
+                f"trainer.best_checkpoint_metric_comp is {metric_comp!r}; allowed: "
+                f"{', '.join(METRIC_COMPARISONS)}."
+            )
+        if not metric_name:
+            raise ValueError("trainer.best_checkpoint_eval_metric is empty; use '<task>.<metric>'.")
+        self._display_name = metric_name
+        self._keys = _metric_path(metric_name)
+        super().__init__(export_dir, "|".join(self._keys), metric_comp)
+
+    def maybe_export_checkpoint(self, checkpoint, eval_logs, global_step, write_logs=True) -> bool:
+        """Saves `checkpoint` if `eval_logs` hold a new best value.
+
+        Raises:
+          KeyError: `eval_logs` have no such metric; the message lists those they have.
+        """
+        leaf = eval_logs
+        for key in self._keys:
+            if not isinstance(leaf, Mapping) or key not in leaf:
+                raise KeyError(
+                    f"trainer.best_checkpoint_eval_metric {self._display_name!r} is not among "
+                    f"the evaluation results: {', '.join(_leaf_names(eval_logs))}."
+                )
+            leaf = leaf[key]
+        return super().maybe_export_checkpoint(checkpoint, eval_logs, global_step, write_logs)
+
+
+def maybe_create_best_ckpt_exporter(params, model_dir: str) -> Optional[BestCheckpointExporter]:
+    """Returns an exporter when `params.trainer` asks for one, else None."""
+    trainer = params.trainer
+    if not (model_dir and trainer.best_checkpoint_export_subdir and trainer.best_checkpoint_eval_metric):
+        return None
+    return BestCheckpointExporter(
+        os.path.join(model_dir, trainer.best_checkpoint_export_subdir),
+        trainer.best_checkpoint_eval_metric,
+        trainer.best_checkpoint_metric_comp,
+    )

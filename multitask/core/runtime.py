@@ -1,0 +1,68 @@
+"""The runtime section of a config: distribution strategy and precision policy."""
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from official.common import distribute_utils
+
+STRATEGIES = ("default", "off", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+PRECISION_POLICIES = {None: "float32", "": "float32", "float32": "float32",
+                      "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def validate_runtime(runtime_config) -> None:
+    """Checks the strategy name and precision dtype without acting on them.
+
+    Raises:
+      ValueError: An unknown `distribution_strategy` or `mixed_precision_dtype`.
+    """
+    name = runtime_config.distribution_strategy
+    if not isinstance(name, str) or name.lower() not in STRATEGIES:
+        raise ValueError(
+            f"runtime.distribution_strategy is {name!r}; allowed: {', '.join(STRATEGIES)}."
+        )
+    if runtime_config.mixed_precision_dtype not in PRECISION_POLICIES:
+        raise ValueError(
+            f"runtime.mixed_precision_dtype is {runtime_config.mixed_precision_dtype!r}; "
+            "allowed: float32, float16, bfloat16."
+        )
+
+
+def get_distribution_strategy(runtime_config) -> tf.distribute.Strategy:
+    """Builds the strategy `runtime.distribution_strategy` names.
+
+    Goes through `official.common.distribute_utils`; "default" is its "off"
+    (the default strategy of `tf.distribute.get_strategy()`).
+
+    Raises:
+      ValueError: An unknown strategy name or precision dtype.
+    """
+    validate_runtime(runtime_config)
+    name = runtime_config.distribution_strategy.lower()
+    return distribute_utils.get_distribution_strategy(
+        distribution_strategy="off" if name == "default" else name,
+        num_gpus=runtime_config.num_gpus,
+        all_reduce_alg=runtime_config.all_reduce_alg,
+        num_packs=runtime_config.num_packs,
+        tpu_address=runtime_config.tpu,
+    )
+
+
+def set_mixed_precision_policy(dtype: Optional[str]) -> str:
+    """Sets the global Keras 3 dtype policy for `runtime.mixed_precision_dtype`.
+
+    Args:
+      dtype: None / "float32", "float16" (mixed_float16, with loss scaling in
+        every trainer) or "bfloat16" (mixed_bfloat16).
+
+    Returns:
+      The policy name set.
+
+    Raises:
+      ValueError: Any other dtype.
+    """
+    if dtype not in PRECISION_POLICIES:
+        raise ValueError(f"runtime.mixed_precision_dtype is {dtype!r}; allowed: float32, float16, bfloat16.")
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[dtype])
+    return PRECISION_POLICIES[dtype]

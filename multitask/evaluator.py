@@ -1,0 +1,162 @@
+"""MultiTaskEvaluator: per-task validation, an orbit AbstractEvaluator."""
+from typing import Any, Dict, Iterable, Mapping, Optional, Union
+
+import gin
+import keras
+import numpy as np
+import orbit
+import tensorflow as tf
+
+from multitask import base_model
+from multitask.core import base_task
+
+
+def to_python(logs):
+    """Returns `logs` with every tensor or numpy scalar turned into a Python number."""
+    if isinstance(logs, Mapping):
+        return {key: to_python(value) for key, value in logs.items()}
+    value = np.asarray(logs.numpy() if hasattr(logs, "numpy") else logs)
+    return value.item() if value.size == 1 else value.tolist()
+
+
+@gin.configurable
+class MultiTaskEvaluator(orbit.AbstractEvaluator):
+    """Evaluates each task on its own validation data with its own metrics."""
+
+    def __init__(
+        self,
+        eval_tasks: Union[Iterable[base_task.Task], Mapping[str, base_task.Task]],
+        model: Union[keras.Model, base_model.MultiTaskBaseModel],
+        global_step: Optional[tf.Variable] = None,
+        eval_steps: Optional[Mapping[str, Optional[int]]] = None,
+        checkpoint_exporter=None,
+        eval_datasets: Optional[Mapping[str, Any]] = None,
+    ):
+        """Creates the evaluator; call it inside `strategy.scope()`.
+
+        Args:
+          eval_tasks: The tasks to evaluate (a list, or a dict's values are used).
+          model: A `MultiTaskBaseModel` (each task through `sub_tasks[name]`) or
+            one keras.Model for all tasks.
+          global_step: The step variable to report; a new one by default.
+          eval_steps: `{task: steps}`; None or -1 evaluates the whole dataset.
+          checkpoint_exporter: Optional `BestCheckpointExporter`.
+          eval_datasets: `{task: dataset}` to evaluate on instead of each task's
+            `build_inputs(task_config.validation_data)`; must be finite where
+            a task evaluates its whole dataset.
+
+        Raises:
+          KeyError: A task has no sub-model in `model`.
+        """
+        self._strategy = tf.distribute.get_strategy()
+        tasks = eval_tasks.values() if isinstance(eval_tasks, Mapping) else eval_tasks
+        self._tasks = list(tasks)
+        self._model = model
+        base_model.check_tasks_in_model(model, [task.name for task in self._tasks])
+        self._global_step = global_step if global_step is not None else orbit.utils.create_global_step()
+        self._checkpoint_exporter = checkpoint_exporter
+        checkpoint_items = dict(getattr(model, "checkpoint_items", None) or {})
+        self._checkpoint = tf.train.Checkpoint(model=model, global_step=self._global_step, **checkpoint_items)
+        self.eval_steps = dict(eval_steps or {})
+        self._validation_losses = {task.name: keras.metrics.Mean("validation_loss") for task in self._tasks}
+        self._validation_metrics = {task.name: task.build_metrics(training=False) for task in self._tasks}
+        if eval_datasets is None:
+            self.eval_datasets = {
+                task.name: orbit.utils.make_distributed_dataset(
+                    self._strategy, task.build_inputs, task.task_config.validation_data
+                )
+                for task in self._tasks
+            }
+        else:
+            self.eval_datasets = {
+                task.name: (
+                    self._strategy.experimental_distribute_dataset(eval_datasets[task.name])
+                    if isinstance(eval_datasets[task.name], tf.data.Dataset)
+                    else eval_datasets[task.name]
+                )
+                for task in self._tasks
+            }
+        self._loop_fns = {task.name: self._build_loop_fn(task) for task in self._tasks}
+
+    def _build_loop_fn(self, task: base_task.Task):
+        model = base_model.task_model(self._model, task.name)
+        metrics = self._validation_metrics[task.name]
+        loss_metric = self._validation_losses[task.name]
+
+        def step_fn(inputs):
+            logs = task.validation_step(inputs, model=model, metrics=metrics)
+            loss_metric.update_state(logs[task.loss])
+            return logs
+
+        @tf.function
+        def eval_step(iterator):
+            outputs = self._strategy.run(step_fn, args=(next(iterator),))
+            return tf.nest.map_structure(self._strategy.experimental_local_results, outputs)
+
+        return orbit.utils.create_loop_fn(eval_step)
+
+    @property
+    def strategy(self):
+        return self._strategy
+
+    @property
+    def tasks(self):
+        return self._tasks
+
+    @property
+    def model(self):
+        return self._model
+
+    @property
+    def global_step(self) -> tf.Variable:
+        return self._global_step
+
+    @property
+    def checkpoint(self) -> tf.train.Checkpoint:
+        """Model and global step (what an evaluation-only job restores)."""
+        return self._checkpoint
+
+    @property
+    def validation_losses(self) -> Dict[str, keras.metrics.Mean]:
+        return self._validation_losses
+
+    @property
+    def validation_metrics(self) -> Dict[str, list]:
+        return self._validation_metrics
+
+    def evaluate(self, num_steps) -> Dict[str, Dict[str, Any]]:
+        """Evaluates every task.
+
+        Args:
+          num_steps: Steps per task where `eval_steps` sets none; -1 runs each
+            validation dataset to its end.
+
+        Returns:
+          `{task: {"validation_loss": ..., <metric>: ..., <reduced aggregated logs>}}`.
+        """
+        for metric in self._validation_losses.values():
+            metric.reset_state()
+        for metrics in self._validation_metrics.values():
+            for metric in metrics:
+                metric.reset_state()
+        results = {}
+        for task in self._tasks:
+            steps = self.eval_steps.get(task.name)
+            if steps is None:
+                steps = num_steps
+            state = self._loop_fns[task.name](
+                iter(self.eval_datasets[task.name]),
+                tf.convert_to_tensor(steps, tf.int32),
+                state=None,
+                reduce_fn=task.aggregate_logs,
+            )
+            logs = {"validation_loss": self._validation_losses[task.name].result()}
+            logs.update({metric.name: metric.result() for metric in self._validation_metrics[task.name]})
+            if state is not None:
+                logs.update(task.reduce_aggregated_logs(state, global_step=self._global_step))
+            results[task.name] = logs
+        if self._checkpoint_exporter:
+            self._checkpoint_exporter.maybe_export_checkpoint(
+                self._checkpoint, results, int(self._global_step.numpy())
+            )
+        return results

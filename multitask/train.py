@@ -1,0 +1,233 @@
+"""The launcher: `python -m multitask.train [--experiment=NAME] [--mode=MODE] ...`.
+
+Flags are Model Garden's (`official.common.flags`): --experiment, --mode,
+--model_dir, --config_file (repeatable), --params_override, --gin_file,
+--gin_params. Without flags it trains the default experiment ("shapes") with
+mode train_and_eval into a new directory under ./runs and prints where.
+
+The config is resolved and checked completely before anything is written: an
+unknown experiment, a bad override, an invalid setting or an unusable
+model_dir prints one line naming the problem and the valid choices, and the
+launcher exits with status 2.
+"""
+import datetime
+import os
+import sys
+from typing import Any, Dict, Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+import yaml
+
+from official.common import flags as tfm_flags
+from official.core import config_definitions as cfg
+from official.core import exp_factory
+from official.core import task_factory
+from official.core import train_utils
+from official.modeling import hyperparams
+from official.modeling.hyperparams import params_dict
+
+import experiments  # noqa: F401  (registers the experiments)
+from multitask import configs
+from multitask import model_factory
+from multitask import multitask as multitask_lib
+from multitask import train_lib
+from multitask.core import runtime
+
+DEFAULT_EXPERIMENT = "shapes"
+DEFAULT_MODE = "train_and_eval"
+FLAGS = flags.FLAGS
+
+
+class UsageError(ValueError):
+    """A problem with the command line or the config, reported in one line."""
+
+
+def registered_experiments():
+    """Names of all experiments registered with `exp_factory`."""
+    return sorted(exp_factory._REGISTERED_CONFIGS)  # pylint: disable=protected-access
+
+
+def load_experiment(name: str):
+    """Returns the registered config of experiment `name`."""
+    if name not in registered_experiments():
+        raise UsageError(
+            f"--experiment: unknown experiment {name!r}; registered: "
+            f"{', '.join(registered_experiments())}."
+        )
+    return exp_factory.get_exp_config(name)
+
+
+def _parse_override(text: str, source: str) -> Dict[str, Any]:
+    """Parses a YAML file, a YAML/JSON string or "a.b=1,c=2" into a dict."""
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as stream:
+            text = stream.read()
+    elif source == "--config_file":
+        raise UsageError(f"--config_file: no such file {text!r}.")
+    else:
+        try:
+            text = params_dict.nested_csv_str_to_json_str(text)
+        except ValueError:
+            pass
+    try:
+        override = yaml.load(text, Loader=yaml.FullLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UsageError(f"{source}: malformed YAML{where}: {problem}.") from error
+    if override is None:
+        return {}
+    if not isinstance(override, dict):
+        raise UsageError(f"{source}: expected a mapping of config keys, got {type(override).__name__}.")
+    return override
+
+
+def find_unknown_key(params: hyperparams.Config, override: Dict[str, Any], prefix: str = ""):
+    """Returns `(dotted_key, allowed_keys)` of the first key `params` lacks, or None."""
+    allowed = sorted(params.as_dict())
+    for key, value in override.items():
+        if key not in allowed:
+            return f"{prefix}{key}", allowed
+        child = getattr(params, key)
+        if isinstance(value, dict) and isinstance(child, hyperparams.Config):
+            found = find_unknown_key(child, value, f"{prefix}{key}.")
+            if found:
+                return found
+    return None
+
+
+def apply_override(params: hyperparams.Config, text: str, source: str):
+    """Applies one --config_file or --params_override to `params`, strictly."""
+    override = _parse_override(text, source)
+    unknown = find_unknown_key(params, override)
+    if unknown:
+        key, allowed = unknown
+        parent = key.rpartition(".")[0] or "the top level"
+        raise UsageError(
+            f"{source}: unknown key {key!r}; allowed under {parent}: {', '.join(allowed)}."
+        )
+    try:
+        params.override(override, is_strict=True)
+    except (KeyError, ValueError, TypeError) as error:
+        raise UsageError(f"{source}: {error}") from error
+
+
+def parse_params(flags_obj):
+    """Builds the experiment config from the flags and checks it.
+
+    Returns:
+      The locked, validated experiment config.
+
+    Raises:
+      UsageError: Anything wrong with the flags or the resulting config.
+    """
+    params = load_experiment(flags_obj.experiment or DEFAULT_EXPERIMENT)
+    for path in flags_obj.config_file or []:
+        apply_override(params, path, "--config_file")
+    if flags_obj.tpu:
+        params.override({"runtime": {"tpu": flags_obj.tpu}}, is_strict=True)
+    if flags_obj.params_override:
+        apply_override(params, flags_obj.params_override, "--params_override")
+    try:
+        gin.parse_config_files_and_bindings(flags_obj.gin_file, flags_obj.gin_params)
+    except Exception as error:  # gin raises many types, all user errors here.
+        source = "--gin_params" if flags_obj.gin_params else "--gin_file"
+        raise UsageError(f"{source}: {str(error).splitlines()[0]}") from error
+    try:
+        params.validate()
+        train_lib.check_mode(flags_obj.mode or DEFAULT_MODE)
+        runtime.validate_runtime(params.runtime)
+    except (KeyError, ValueError) as error:
+        raise UsageError(str(error).strip("'\"")) from error
+    params.lock()
+    return params
+
+
+def resolve_model_dir(model_dir: Optional[str], experiment: str) -> str:
+    """Returns a usable model_dir, a new ./runs/<experiment>-<time> by default.
+
+    Raises:
+      UsageError: The path is a file, or it cannot be created or written.
+    """
+    if not model_dir:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        model_dir = os.path.join("runs", f"{experiment}-{stamp}")
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise UsageError(f"--model_dir: {model_dir!r} is a file, not a directory.")
+    existing = model_dir
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing or ".", os.W_OK | os.X_OK):
+        raise UsageError(f"--model_dir: {model_dir!r} is not writable.")
+    return model_dir
+
+
+def run(flags_obj) -> Optional[Dict[str, Dict[str, Any]]]:
+    """Runs the experiment the flags describe; returns the final evaluation logs.
+
+    Raises:
+      UsageError: Bad flags or config, before anything is written.
+    """
+    experiment = flags_obj.experiment or DEFAULT_EXPERIMENT
+    mode = flags_obj.mode or DEFAULT_MODE
+    params = parse_params(flags_obj)
+    model_dir = resolve_model_dir(flags_obj.model_dir, experiment)
+    if "train" in mode:
+        train_utils.serialize_config(params, model_dir)
+    runtime.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+    strategy = runtime.get_distribution_strategy(params.runtime)
+    with strategy.scope():
+        if isinstance(params, configs.MultiEvalExperimentConfig):
+            train_task = task_factory.get_task(params.task, logging_dir=model_dir)
+            eval_tasks = [
+                multitask_lib.build_task(r.task_config, r.resolved_name(), model_dir)
+                for r in params.eval_tasks
+            ]
+            _, logs = train_lib.run_experiment_with_multitask_eval(
+                distribution_strategy=strategy, train_task=train_task, eval_tasks=eval_tasks,
+                mode=mode, params=params, model_dir=model_dir, run_post_eval="eval" in mode,
+            )
+        elif isinstance(params, cfg.ExperimentConfig):
+            task = task_factory.get_task(params.task, logging_dir=model_dir)
+            result = train_lib.run_experiment(
+                distribution_strategy=strategy, task=task, model=task.build_model(), mode=mode,
+                params=params, model_dir=model_dir, run_post_eval="eval" in mode,
+            )
+            logs = result[1] if isinstance(result, tuple) else None
+        else:
+            task = multitask_lib.MultiTask.from_config(params.task, logging_dir=model_dir)
+            model = model_factory.build_model(params.task)
+            result = train_lib.run_experiment(
+                distribution_strategy=strategy, task=task, model=model, mode=mode,
+                params=params, model_dir=model_dir, run_post_eval="eval" in mode,
+            )
+            logs = result[1] if isinstance(result, tuple) else None
+    if "train" in mode:
+        train_utils.save_gin_config(mode, model_dir)
+    print(f"Wrote {mode} results to {os.path.abspath(model_dir)}")
+    return logs
+
+
+def main(argv):
+    del argv
+    try:
+        run(FLAGS)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def define_flags():
+    """Defines Model Garden's launcher flags (once)."""
+    if "experiment" not in FLAGS:
+        tfm_flags.define_flags()
+
+
+if __name__ == "__main__":
+    define_flags()
+    logging.set_verbosity(logging.WARNING)
+    app.run(main)

@@ -1,0 +1,262 @@
+"""Runs an experiment: builds the trainer and evaluator, then the orbit loop.
+
+`run_experiment` runs a multi-task experiment (or a single Task, which trains
+alone through the same machinery); `run_experiment_with_multitask_eval` trains
+one task and evaluates several. Both resume from the latest checkpoint in
+`model_dir`, write summaries to `model_dir/train` and `model_dir/validation`,
+and keep checkpoints with `trainer.max_to_keep` / `trainer.checkpoint_interval`.
+"""
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from absl import logging
+import keras
+import orbit
+import tensorflow as tf
+
+from multitask import base_model
+from multitask import base_trainer
+from multitask import configs
+from multitask import evaluator as evaluator_lib
+from multitask import interleaving_trainer
+from multitask import multitask as multitask_lib
+from multitask import task_sampler
+from multitask.core import base_task
+from multitask.core import checkpoint_exporter
+
+TRAINERS = {
+    "joint": base_trainer.MultiTaskBaseTrainer,
+    "interleaving": interleaving_trainer.MultiTaskInterleavingTrainer,
+}
+MODES = ("train", "eval", "train_and_eval", "continuous_eval")
+
+Model = Union[keras.Model, base_model.MultiTaskBaseModel]
+
+
+def check_mode(mode: str) -> None:
+    """Raises a ValueError unless `mode` is one of `MODES`."""
+    if mode not in MODES:
+        raise ValueError(f"mode is {mode!r}; allowed: {', '.join(MODES)}.")
+
+
+def as_multi_task(task: Union[multitask_lib.MultiTask, base_task.Task]) -> multitask_lib.MultiTask:
+    """Wraps a single Task into a one-task MultiTask; returns a MultiTask as is."""
+    if isinstance(task, multitask_lib.MultiTask):
+        return task
+    return multitask_lib.MultiTask([task])
+
+
+def get_trainer(
+    distribution_strategy: tf.distribute.Strategy,
+    params,
+    task: multitask_lib.MultiTask,
+    model: Model,
+) -> base_trainer.MultiTaskBaseTrainer:
+    """Creates the trainer `params.trainer.trainer_type` names.
+
+    A single-task experiment (params without `trainer_type`) trains through the
+    interleaving trainer, which runs the task's own `train_step`.
+
+    Raises:
+      ValueError: An unknown trainer or sampler type.
+    """
+    trainer_type = getattr(params.trainer, "trainer_type", "interleaving")
+    if trainer_type not in TRAINERS:
+        raise ValueError(
+            f"trainer.trainer_type is {trainer_type!r}; allowed: {', '.join(TRAINERS)}."
+        )
+    with distribution_strategy.scope():
+        kwargs = dict(
+            multi_task=task,
+            multi_task_model=model,
+            optimizer=task.create_optimizer(params.trainer.optimizer_config, params.runtime),
+        )
+        if trainer_type == "interleaving":
+            sampling = getattr(params.trainer, "task_sampler", None)
+            kwargs["task_sampler"] = (
+                task_sampler.get_task_sampler(sampling, task.task_weights)
+                if sampling is not None
+                else task_sampler.UniformTaskSampler(task.task_weights)
+            )
+        return TRAINERS[trainer_type](**kwargs)
+
+
+def _init_fn(task: multitask_lib.MultiTask, model: Model):
+    """What the checkpoint manager runs when model_dir has no checkpoint."""
+    if isinstance(model, base_model.MultiTaskBaseModel):
+        return model.initialize
+    return lambda: [t.initialize(model) for t in task.tasks.values()]
+
+
+def _run_controller(
+    *,
+    distribution_strategy,
+    trainer,
+    evaluator,
+    mode: str,
+    params,
+    model_dir: str,
+    init_fn,
+    run_post_eval: bool,
+) -> Optional[Dict[str, Dict[str, Any]]]:
+    """Runs `mode` with an orbit Controller; returns the post-eval logs or None."""
+    owner = trainer if trainer is not None else evaluator
+    checkpoint_manager = tf.train.CheckpointManager(
+        owner.checkpoint,
+        directory=model_dir,
+        max_to_keep=params.trainer.max_to_keep,
+        step_counter=owner.global_step,
+        checkpoint_interval=params.trainer.checkpoint_interval,
+        init_fn=init_fn,
+    )
+    controller = orbit.Controller(
+        strategy=distribution_strategy,
+        trainer=trainer,
+        evaluator=evaluator,
+        global_step=owner.global_step,
+        steps_per_loop=params.trainer.steps_per_loop,
+        checkpoint_manager=checkpoint_manager,
+        summary_dir=os.path.join(model_dir, "train"),
+        eval_summary_dir=os.path.join(model_dir, "validation"),
+        summary_interval=params.trainer.summary_interval,
+    )
+    logging.info("Starts to execute mode: %s", mode)
+    with distribution_strategy.scope():
+        if mode == "train":
+            controller.train(steps=params.trainer.train_steps)
+        elif mode == "train_and_eval":
+            controller.train_and_evaluate(
+                train_steps=params.trainer.train_steps,
+                eval_steps=params.trainer.validation_steps,
+                eval_interval=params.trainer.validation_interval,
+            )
+        elif mode == "eval":
+            controller.evaluate(steps=params.trainer.validation_steps)
+        else:  # continuous_eval
+
+            def timeout_fn():
+                return int(evaluator.global_step.numpy()) >= params.trainer.train_steps
+
+            controller.evaluate_continuously(
+                steps=params.trainer.validation_steps,
+                timeout=params.trainer.continuous_eval_timeout,
+                timeout_fn=timeout_fn,
+            )
+        if run_post_eval:
+            return evaluator.evaluate(params.trainer.validation_steps)
+    return None
+
+
+def run_experiment(
+    *,
+    distribution_strategy: tf.distribute.Strategy,
+    task: Union[multitask_lib.MultiTask, base_task.Task],
+    model: Model,
+    mode: str,
+    params,
+    model_dir: str,
+    run_post_eval: bool = False,
+    trainer: Optional[base_trainer.MultiTaskBaseTrainer] = None,
+) -> Union[Model, Tuple[Model, Dict[str, Dict[str, Any]]]]:
+    """Runs train / eval as `params` say.
+
+    Args:
+      distribution_strategy: The strategy to run under.
+      task: A MultiTask, or a single Task (trained alone, by its own train_step).
+      model: The MultiTaskBaseModel, or one keras.Model (e.g. a single task's).
+      mode: "train", "eval", "train_and_eval" or "continuous_eval".
+      params: A `MultiTaskExperimentConfig` (or a single-task `ExperimentConfig`).
+      model_dir: Where checkpoints and summaries go; a run resumes from it.
+      run_post_eval: Evaluate once more at the end and return the logs.
+      trainer: A ready trainer; by default one is made from `params`.
+
+    Returns:
+      The model, and with `run_post_eval` also `{task: {metric: value}}`.
+
+    Raises:
+      ValueError: An unknown mode, trainer or sampler type.
+      KeyError: A task has no sub-model in `model`.
+    """
+    check_mode(mode)
+    multi_task = as_multi_task(task)
+    is_training = "train" in mode
+    is_eval = "eval" in mode or run_post_eval
+    with distribution_strategy.scope():
+        if is_training and trainer is None:
+            trainer = get_trainer(distribution_strategy, params, multi_task, model)
+        evaluator = None
+        if is_eval:
+            evaluator = evaluator_lib.MultiTaskEvaluator(
+                eval_tasks=multi_task.tasks,
+                model=model,
+                eval_steps=multi_task.task_eval_steps,
+                global_step=trainer.global_step if is_training else None,
+                checkpoint_exporter=checkpoint_exporter.maybe_create_best_ckpt_exporter(params, model_dir),
+            )
+    logs = _run_controller(
+        distribution_strategy=distribution_strategy,
+        trainer=trainer if is_training else None,
+        evaluator=evaluator,
+        mode=mode,
+        params=params,
+        model_dir=model_dir,
+        init_fn=_init_fn(multi_task, model),
+        run_post_eval=run_post_eval,
+    )
+    return (model, logs) if run_post_eval else model
+
+
+def run_experiment_with_multitask_eval(
+    *,
+    distribution_strategy: tf.distribute.Strategy,
+    train_task: base_task.Task,
+    eval_tasks: Union[List[base_task.Task], Mapping[str, base_task.Task]],
+    mode: str,
+    params: configs.MultiEvalExperimentConfig,
+    model_dir: str,
+    run_post_eval: bool = False,
+    trainer: Optional[base_trainer.MultiTaskBaseTrainer] = None,
+) -> Tuple[keras.Model, Dict[str, Dict[str, Any]]]:
+    """Trains `train_task`'s model and evaluates it on every task of `eval_tasks`.
+
+    Args:
+      distribution_strategy: The strategy to run under.
+      train_task: The task that trains (by its own train_step).
+      eval_tasks: Tasks whose validation data and metrics evaluate the model.
+      mode: "train", "eval", "train_and_eval" or "continuous_eval".
+      params: A `MultiEvalExperimentConfig`.
+      model_dir: Where checkpoints and summaries go.
+      run_post_eval: Evaluate once more at the end and return the logs.
+      trainer: A ready trainer; by default one is made from `params`.
+
+    Returns:
+      `(model, logs)`; logs are `{}` without `run_post_eval`.
+    """
+    check_mode(mode)
+    multi_task = as_multi_task(train_task)
+    tasks = list(eval_tasks.values() if isinstance(eval_tasks, Mapping) else eval_tasks)
+    is_training = "train" in mode
+    with distribution_strategy.scope():
+        model = trainer.multi_task_model if trainer is not None else train_task.build_model()
+        if is_training and trainer is None:
+            trainer = get_trainer(distribution_strategy, params, multi_task, model)
+        evaluator = None
+        if "eval" in mode or run_post_eval:
+            evaluator = evaluator_lib.MultiTaskEvaluator(
+                eval_tasks=tasks,
+                model=model,
+                eval_steps={r.resolved_name(): r.eval_steps for r in params.eval_tasks},
+                global_step=trainer.global_step if is_training else None,
+                checkpoint_exporter=checkpoint_exporter.maybe_create_best_ckpt_exporter(params, model_dir),
+            )
+    logs = _run_controller(
+        distribution_strategy=distribution_strategy,
+        trainer=trainer if is_training else None,
+        evaluator=evaluator,
+        mode=mode,
+        params=params,
+        model_dir=model_dir,
+        init_fn=_init_fn(multi_task, model),
+        run_post_eval=run_post_eval,
+    )
+    return model, logs or {}
