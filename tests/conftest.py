@@ -17,7 +17,12 @@ tf.config.set_logical_device_configuration(
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
-    """A MirroredStrategy over two logical CPU devices."""
+    """One MirroredStrategy over two logical CPU devices, shared by all tests.
+
+    Several MirroredStrategy objects in one process hand out the same
+    collective keys, so their all-reduces can collide ("Shape mismatch in the
+    collective instance"); a real run has one strategy per process.
+    """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

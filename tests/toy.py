@@ -84,7 +84,7 @@ class ToyTask(base_task.Task):
         return dataset.batch(batch_size, drop_remainder=params.is_training)
 
     def build_losses(self, labels, model_outputs, aux_losses=None):
-        return tf.reduce_mean(tf.square(labels - model_outputs))
+        return tf.reduce_mean(tf.square(labels - tf.cast(model_outputs, tf.float32)))
 
     def build_metrics(self, training=True):
         return [keras.metrics.MeanAbsoluteError("mae")]
