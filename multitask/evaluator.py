@@ -1,4 +1,5 @@
 """MultiTaskEvaluator: per-task validation, an orbit AbstractEvaluator."""
+import itertools
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 import gin
@@ -47,12 +48,14 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
 
         Raises:
           KeyError: A task has no sub-model in `model`.
+          ValueError: The model cannot be built.
         """
         self._strategy = tf.distribute.get_strategy()
-        tasks = eval_tasks.values() if isinstance(eval_tasks, Mapping) else eval_tasks
-        self._tasks = list(tasks)
+        self._tasks = list(eval_tasks.values() if hasattr(eval_tasks, "values") else eval_tasks)
         self._model = model
         base_model.check_tasks_in_model(model, [task.name for task in self._tasks])
+        # Variables must exist before a checkpoint is restored into them.
+        base_model.ensure_built(model)
         self._global_step = global_step if global_step is not None else orbit.utils.create_global_step()
         self._checkpoint_exporter = checkpoint_exporter
         checkpoint_items = dict(getattr(model, "checkpoint_items", None) or {})
@@ -76,9 +79,9 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
                 )
                 for task in self._tasks
             }
-        self._loop_fns = {task.name: self._build_loop_fn(task) for task in self._tasks}
+        self._step_fns = {task.name: self._build_step_fn(task) for task in self._tasks}
 
-    def _build_loop_fn(self, task: base_task.Task):
+    def _build_step_fn(self, task: base_task.Task):
         model = base_model.task_model(self._model, task.name)
         metrics = self._validation_metrics[task.name]
         loss_metric = self._validation_losses[task.name]
@@ -88,12 +91,12 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
             loss_metric.update_state(logs[task.loss])
             return logs
 
-        @tf.function
-        def eval_step(iterator):
-            outputs = self._strategy.run(step_fn, args=(next(iterator),))
+        @tf.function(reduce_retracing=True)
+        def eval_step(inputs):
+            outputs = self._strategy.run(step_fn, args=(inputs,))
             return tf.nest.map_structure(self._strategy.experimental_local_results, outputs)
 
-        return orbit.utils.create_loop_fn(eval_step)
+        return eval_step
 
     @property
     def strategy(self):
@@ -142,14 +145,13 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
         results = {}
         for task in self._tasks:
             steps = self.eval_steps.get(task.name)
-            if steps is None:
-                steps = num_steps
-            state = self._loop_fns[task.name](
-                iter(self.eval_datasets[task.name]),
-                tf.convert_to_tensor(steps, tf.int32),
-                state=None,
-                reduce_fn=task.aggregate_logs,
-            )
+            steps = int(num_steps if steps is None else steps)
+            # Batches are fetched eagerly: the end of the data must not be met
+            # inside the traced step, where metric updates that do not depend
+            # on the batch could already have run.
+            state = None
+            for inputs in itertools.islice(self.eval_datasets[task.name], None if steps < 0 else steps):
+                state = task.aggregate_logs(state, self._step_fns[task.name](inputs))
             logs = {"validation_loss": self._validation_losses[task.name].result()}
             logs.update({metric.name: metric.result() for metric in self._validation_metrics[task.name]})
             if state is not None:

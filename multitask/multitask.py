@@ -102,7 +102,8 @@ class MultiTask(tf.Module):
 
     @property
     def tasks(self) -> Dict[str, base_task.Task]:
-        return self._tasks
+        """`{name: Task}` in task order (a plain dict, not tf.Module's tracking proxy)."""
+        return dict(self._tasks)
 
     @property
     def task_weights(self) -> Dict[str, float]:
