@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from multitask import base_model
 from multitask import multitask as multitask_lib
+from multitask import results as results_lib
 from multitask.core import base_task
 
 _RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters")
@@ -253,7 +254,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             counter.assign_add(1)
 
     def train_loop_end(self) -> Dict[str, Any]:
-        """Returns `{task: {"training_loss", metrics..., "task_steps"}, "total_loss", "learning_rate"}`."""
+        """Returns the loop's means as Python numbers.
+
+        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`.
+        """
         result = {}
         for name in self._multi_task.tasks:
             logs = {"training_loss": self._training_losses[name].result()}
@@ -262,5 +266,5 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             result[name] = logs
         result["total_loss"] = self._training_losses["total_loss"].result()
         # Follows the optimizer's own step count (one per backward pass).
-        result["learning_rate"] = tf.convert_to_tensor(self._optimizer.learning_rate)
-        return result
+        result["learning_rate"] = self._optimizer.learning_rate
+        return results_lib.to_python(result)

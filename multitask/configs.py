@@ -85,12 +85,12 @@ class TaskSamplingConfig(hyperparams.OneOfConfig):
     annealing: AnnealingSampleConfig = dataclasses.field(default_factory=AnnealingSampleConfig)
 
     def validate(self):
-        super().validate()
         if self.type not in SAMPLER_TYPES:
             raise ValueError(
                 f"trainer.task_sampler.type is {self.type!r}; allowed: "
                 f"{', '.join(SAMPLER_TYPES)}."
             )
+        super().validate()
 
 
 @dataclasses.dataclass
@@ -109,7 +109,8 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
     )
 
     def validate(self):
-        super().validate()
+        # Own checks first: the base validate() exports the whole config, which
+        # fails with a less helpful message on an unknown one-of type.
         if self.trainer_type not in TRAINER_TYPES:
             raise ValueError(
                 f"trainer.trainer_type is {self.trainer_type!r}; allowed: "
@@ -117,6 +118,7 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
             )
         if self.trainer_type == "interleaving":
             self.task_sampler.validate()
+        super().validate()
 
 
 @dataclasses.dataclass
@@ -128,9 +130,9 @@ class MultiTaskExperimentConfig(hyperparams.Config):
     runtime: cfg.RuntimeConfig = dataclasses.field(default_factory=cfg.RuntimeConfig)
 
     def validate(self):
-        super().validate()
         self.task.validate()
         self.trainer.validate()
+        super().validate()
 
 
 @dataclasses.dataclass

@@ -4,20 +4,12 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Union
 
 import gin
 import keras
-import numpy as np
 import orbit
 import tensorflow as tf
 
 from multitask import base_model
+from multitask import results as results_lib
 from multitask.core import base_task
-
-
-def to_python(logs):
-    """Returns `logs` with every tensor or numpy scalar turned into a Python number."""
-    if isinstance(logs, Mapping):
-        return {key: to_python(value) for key, value in logs.items()}
-    value = np.asarray(logs.numpy() if hasattr(logs, "numpy") else logs)
-    return value.item() if value.size == 1 else value.tolist()
 
 
 @gin.configurable
@@ -135,7 +127,8 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
             validation dataset to its end.
 
         Returns:
-          `{task: {"validation_loss": ..., <metric>: ..., <reduced aggregated logs>}}`.
+          `{task: {"validation_loss": ..., <metric>: ..., <reduced aggregated logs>}}`
+          as Python numbers.
         """
         for metric in self._validation_losses.values():
             metric.reset_state()
@@ -157,6 +150,7 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
             if state is not None:
                 logs.update(task.reduce_aggregated_logs(state, global_step=self._global_step))
             results[task.name] = logs
+        results = results_lib.to_python(results)
         if self._checkpoint_exporter:
             self._checkpoint_exporter.maybe_export_checkpoint(
                 self._checkpoint, results, int(self._global_step.numpy())

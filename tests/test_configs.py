@@ -1,0 +1,78 @@
+"""Tests for the config dataclasses: defaults, YAML overrides, validation."""
+import pytest
+
+from official.modeling import hyperparams
+
+import toy
+from multitask import configs
+
+
+def _experiment(**trainer):
+    return configs.MultiTaskExperimentConfig(
+        task=configs.MultiTaskConfig(
+            task_routines=(
+                configs.TaskRoutine(task_config=toy.FooConfig()),
+                configs.TaskRoutine(task_config=toy.BarConfig()),
+            )
+        ),
+        trainer=configs.MultiTaskTrainerConfig(**trainer),
+    )
+
+
+def test_defaults_mirror_model_garden():
+    trainer = configs.MultiTaskTrainerConfig()
+    assert trainer.trainer_type == "interleaving"
+    assert trainer.task_sampler.type == "proportional"
+    assert trainer.task_sampler.get().alpha == 1.0
+    assert configs.TaskRoutine().task_weight == 1.0
+    assert configs.AnnealingSampleConfig().steps_per_epoch == 5
+
+
+def test_yaml_override_and_round_trip(tmp_path):
+    params = _experiment()
+    path = tmp_path / "override.yaml"
+    path.write_text(
+        "trainer:\n  trainer_type: joint\n  task_sampler:\n    type: annealing\n"
+        "    annealing: {steps_per_epoch: 10, total_steps: 100}\n"
+    )
+    params = hyperparams.override_params_dict(params, str(path), is_strict=True)
+    assert params.trainer.trainer_type == "joint"
+    assert params.trainer.task_sampler.get().total_steps == 100
+    saved = tmp_path / "params.yaml"
+    hyperparams.save_params_dict_to_yaml(params, str(saved))
+    assert "trainer_type: joint" in saved.read_text()
+
+
+def test_valid_experiment_passes():
+    _experiment(trainer_type="joint").validate()
+    _experiment(trainer_type="interleaving", task_sampler=configs.TaskSamplingConfig(type="uniform")).validate()
+
+
+def test_unknown_trainer_type():
+    with pytest.raises(ValueError, match="trainer.trainer_type is 'alternate'; allowed: joint, interleaving"):
+        _experiment(trainer_type="alternate").validate()
+
+
+def test_unknown_sampler_type():
+    params = _experiment(task_sampler=configs.TaskSamplingConfig(type="softmax"))
+    with pytest.raises(ValueError, match="task_sampler.type is 'softmax'; allowed: uniform, proportional, annealing"):
+        params.validate()
+
+
+def test_routine_errors():
+    with pytest.raises(ValueError, match=r"task.task_routines\[0\].task_config is not set"):
+        configs.MultiTaskConfig(task_routines=(configs.TaskRoutine(task_name="x"),)).validate()
+    nameless = toy.FooConfig(name="")
+    with pytest.raises(ValueError, match=r"task_routines\[0\] has no task_name"):
+        configs.MultiTaskConfig(task_routines=(configs.TaskRoutine(task_config=nameless),)).validate()
+    duplicated = (configs.TaskRoutine(task_config=toy.FooConfig()),) * 2
+    with pytest.raises(ValueError, match="duplicated task name 'foo'"):
+        configs.MultiTaskConfig(task_routines=duplicated).validate()
+
+
+def test_multi_eval_config_validates_eval_tasks():
+    params = configs.MultiEvalExperimentConfig(
+        task=toy.FooConfig(), eval_tasks=(configs.TaskRoutine(task_config=toy.FooConfig()),) * 2
+    )
+    with pytest.raises(ValueError, match="eval_tasks: duplicated task name 'foo'"):
+        params.validate()
