@@ -158,3 +158,8 @@ class MultiTask(tf.Module):
             self._tasks[name].process_metrics(task_metrics[name], labels, outputs, **kwargs)
         losses["total_loss"] = total_loss
         return losses
+
+
+def as_multi_task(task) -> MultiTask:
+    """Wraps a single Task into a one-task MultiTask; returns a MultiTask as is."""
+    return task if isinstance(task, MultiTask) else MultiTask([task])

@@ -31,8 +31,11 @@ from official.modeling.hyperparams import params_dict
 
 import experiments  # noqa: F401  (registers the experiments)
 from multitask import configs
+from multitask import evaluator as evaluator_lib
 from multitask import model_factory
 from multitask import multitask as multitask_lib
+from multitask import results
+from multitask import scoring
 from multitask import train_lib
 from multitask.core import runtime
 
@@ -133,7 +136,10 @@ def parse_params(flags_obj):
     if flags_obj.params_override:
         apply_override(params, flags_obj.params_override, "--params_override")
     try:
-        gin.parse_config_files_and_bindings(flags_obj.gin_file, flags_obj.gin_params)
+        if flags_obj.gin_file or flags_obj.gin_params:
+            gin.parse_config_files_and_bindings(
+                flags_obj.gin_file, flags_obj.gin_params, finalize_config=False
+            )
     except Exception as error:  # gin raises many types, all user errors here.
         source = "--gin_params" if flags_obj.gin_params else "--gin_file"
         raise UsageError(f"{source}: {str(error).splitlines()[0]}") from error
@@ -161,13 +167,35 @@ def resolve_model_dir(model_dir: Optional[str], experiment: str) -> str:
     existing = model_dir
     while existing and not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.access(existing or ".", os.W_OK | os.X_OK):
+    existing = existing or "."
+    if not os.path.isdir(existing):
+        raise UsageError(f"--model_dir: {model_dir!r} is inside {existing!r}, which is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"--model_dir: {model_dir!r} is not writable.")
     return model_dir
 
 
-def run(flags_obj) -> Optional[Dict[str, Dict[str, Any]]]:
-    """Runs the experiment the flags describe; returns the final evaluation logs.
+def final_evaluation(multi_task, model):
+    """Evaluates on the test split where every task has one, else on validation data.
+
+    Returns:
+      `(split, {task: {metric: value}})`.
+    """
+    try:
+        return "test", scoring.evaluate_split(multi_task, model, "test")
+    except ValueError as error:
+        logging.info("No test split (%s); final evaluation on validation data.", error)
+    return "validation", evaluator_lib.MultiTaskEvaluator(multi_task.tasks, model).evaluate(-1)
+
+
+def run(flags_obj) -> Dict[str, Dict[str, Any]]:
+    """Runs the experiment the flags describe, then evaluates the final model.
+
+    The final evaluation is printed as a table and written to
+    `model_dir/metrics.json` as `{task: {metric: value}}`.
+
+    Returns:
+      The final evaluation logs.
 
     Raises:
       UsageError: Bad flags or config, before anything is written.
@@ -178,37 +206,37 @@ def run(flags_obj) -> Optional[Dict[str, Dict[str, Any]]]:
     model_dir = resolve_model_dir(flags_obj.model_dir, experiment)
     if "train" in mode:
         train_utils.serialize_config(params, model_dir)
+    print(f"Running experiment {experiment!r} ({mode}) in {os.path.abspath(model_dir)}")
     runtime.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
     strategy = runtime.get_distribution_strategy(params.runtime)
     with strategy.scope():
         if isinstance(params, configs.MultiEvalExperimentConfig):
             train_task = task_factory.get_task(params.task, logging_dir=model_dir)
-            eval_tasks = [
+            eval_task = multitask_lib.MultiTask([
                 multitask_lib.build_task(r.task_config, r.resolved_name(), model_dir)
                 for r in params.eval_tasks
-            ]
-            _, logs = train_lib.run_experiment_with_multitask_eval(
-                distribution_strategy=strategy, train_task=train_task, eval_tasks=eval_tasks,
-                mode=mode, params=params, model_dir=model_dir, run_post_eval="eval" in mode,
+            ])
+            model, _ = train_lib.run_experiment_with_multitask_eval(
+                distribution_strategy=strategy, train_task=train_task, eval_tasks=eval_task.tasks,
+                mode=mode, params=params, model_dir=model_dir,
             )
-        elif isinstance(params, cfg.ExperimentConfig):
-            task = task_factory.get_task(params.task, logging_dir=model_dir)
-            result = train_lib.run_experiment(
-                distribution_strategy=strategy, task=task, model=task.build_model(), mode=mode,
-                params=params, model_dir=model_dir, run_post_eval="eval" in mode,
-            )
-            logs = result[1] if isinstance(result, tuple) else None
         else:
-            task = multitask_lib.MultiTask.from_config(params.task, logging_dir=model_dir)
-            model = model_factory.build_model(params.task)
-            result = train_lib.run_experiment(
-                distribution_strategy=strategy, task=task, model=model, mode=mode,
-                params=params, model_dir=model_dir, run_post_eval="eval" in mode,
+            if isinstance(params, configs.MultiTaskExperimentConfig):
+                eval_task = multitask_lib.MultiTask.from_config(params.task, logging_dir=model_dir)
+                model = model_factory.build_model(params.task)
+            else:
+                eval_task = task_factory.get_task(params.task, logging_dir=model_dir)
+                model = eval_task.build_model()
+            train_lib.run_experiment(
+                distribution_strategy=strategy, task=eval_task, model=model, mode=mode,
+                params=params, model_dir=model_dir,
             )
-            logs = result[1] if isinstance(result, tuple) else None
+        split, logs = final_evaluation(multitask_lib.as_multi_task(eval_task), model)
     if "train" in mode:
         train_utils.save_gin_config(mode, model_dir)
-    print(f"Wrote {mode} results to {os.path.abspath(model_dir)}")
+    print()
+    print(results.format_table(logs, title=f"Final {split} metrics"))
+    print(f"\nWrote checkpoints, summaries and {results.write_metrics_json(logs, model_dir)}")
     return logs
 
 

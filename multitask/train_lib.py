@@ -39,13 +39,6 @@ def check_mode(mode: str) -> None:
         raise ValueError(f"mode is {mode!r}; allowed: {', '.join(MODES)}.")
 
 
-def as_multi_task(task: Union[multitask_lib.MultiTask, base_task.Task]) -> multitask_lib.MultiTask:
-    """Wraps a single Task into a one-task MultiTask; returns a MultiTask as is."""
-    if isinstance(task, multitask_lib.MultiTask):
-        return task
-    return multitask_lib.MultiTask([task])
-
-
 def get_trainer(
     distribution_strategy: tf.distribute.Strategy,
     params,
@@ -178,7 +171,7 @@ def run_experiment(
       KeyError: A task has no sub-model in `model`.
     """
     check_mode(mode)
-    multi_task = as_multi_task(task)
+    multi_task = multitask_lib.as_multi_task(task)
     is_training = "train" in mode
     is_eval = "eval" in mode or run_post_eval
     with distribution_strategy.scope():
@@ -233,7 +226,7 @@ def run_experiment_with_multitask_eval(
       `(model, logs)`; logs are `{}` without `run_post_eval`.
     """
     check_mode(mode)
-    multi_task = as_multi_task(train_task)
+    multi_task = multitask_lib.as_multi_task(train_task)
     tasks = list(eval_tasks.values() if isinstance(eval_tasks, Mapping) else eval_tasks)
     is_training = "train" in mode
     with distribution_strategy.scope():
