@@ -1,0 +1,99 @@
+"""Plots a run's per-task curves: `python -m multitask.report MODEL_DIR`.
+
+Reads the TensorBoard summaries the trainer and evaluator wrote
+(`MODEL_DIR/train/<task>/` and `MODEL_DIR/validation/<task>/`) and writes
+`MODEL_DIR/report.png`: per-task training loss, and each validation metric
+with one curve per task.
+"""
+import collections
+import glob
+import os
+import sys
+from typing import Dict, List, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+Series = List[Tuple[int, float]]
+
+
+def read_scalars(run_dir: str) -> Dict[str, Series]:
+    """Returns `{tag: [(step, value), ...]}` from the event files in `run_dir`."""
+    scalars = collections.defaultdict(list)
+    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor"):
+                    number = tf.make_ndarray(value.tensor)
+                    if number.size == 1:
+                        scalars[value.tag].append((event.step, float(number)))
+                elif value.HasField("simple_value"):
+                    scalars[value.tag].append((event.step, value.simple_value))
+    return {tag: sorted(points) for tag, points in scalars.items()}
+
+
+def read_task_scalars(directory: str) -> Dict[str, Dict[str, Series]]:
+    """Returns `{task: {tag: series}}` from the per-task sub-directories of `directory`."""
+    tasks = {}
+    for run_dir in sorted(glob.glob(os.path.join(directory, "*", ""))):
+        scalars = read_scalars(run_dir)
+        if scalars:
+            tasks[os.path.basename(os.path.normpath(run_dir))] = scalars
+    return tasks
+
+
+def write_report(model_dir: str) -> str:
+    """Writes `model_dir/report.png` and returns its path.
+
+    Raises:
+      ValueError: `model_dir` holds no per-task training summaries.
+    """
+    train = read_task_scalars(os.path.join(model_dir, "train"))
+    validation = read_task_scalars(os.path.join(model_dir, "validation"))
+    if not train:
+        raise ValueError(f"{model_dir!r} has no per-task training summaries under train/.")
+    metrics = sorted({tag for tags in validation.values() for tag in tags})
+    panels = [("train", "training_loss")] + [("validation", metric) for metric in metrics]
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    for axis, (kind, tag) in zip(axes.flat, panels):
+        source = train if kind == "train" else validation
+        for task, scalars in source.items():
+            if tag in scalars:
+                steps, values = zip(*scalars[tag])
+                axis.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=task)
+        axis.set_title(f"{kind}: {tag}")
+        axis.set_xlabel("global step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    for axis in list(axes.flat)[len(panels):]:
+        axis.set_visible(False)
+    figure.suptitle(os.path.basename(os.path.normpath(model_dir)))
+    figure.tight_layout()
+    path = os.path.join(model_dir, "report.png")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def main(argv=None) -> int:
+    """Command line entry point; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m multitask.report MODEL_DIR", file=sys.stderr)
+        return 2
+    try:
+        print(write_report(argv[0]))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
