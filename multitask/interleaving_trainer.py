@@ -69,6 +69,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     def task_sampler(self) -> sampler_lib.TaskSampler:
         return self._task_sampler
 
+    @property
+    def sampling_seed(self) -> int:
+        return self._sampling_seed
+
     def _task_step(self, name: str, iterator_map):
         """Runs task `name`'s own train_step on its next batch."""
         task = self._multi_task.tasks[name]

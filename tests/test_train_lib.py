@@ -145,3 +145,42 @@ def test_bad_trainer_type_and_sampler_and_mode(tmp_path):
     with pytest.raises(ValueError, match="mode is 'fit'; allowed"):
         _run(_params(), tmp_path, "fit")
     assert not tf.io.gfile.glob(str(tmp_path / "ckpt-*"))
+
+
+def test_train_one_task_and_evaluate_several(tmp_path):
+    params = configs.MultiEvalExperimentConfig(
+        task=toy.FooConfig(),
+        trainer=_params().trainer.as_dict(),
+        eval_tasks=(
+            configs.TaskRoutine(task_config=toy.FooConfig()),
+            configs.TaskRoutine(task_name="bar_data", task_config=toy.BarConfig(), eval_steps=2),
+        ),
+    )
+    eval_tasks = [toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig(), name="bar_data")]
+    model, logs = train_lib.run_experiment_with_multitask_eval(
+        distribution_strategy=tf.distribute.get_strategy(), train_task=toy.ToyTask(toy.FooConfig()),
+        eval_tasks=eval_tasks, mode="train_and_eval", params=params, model_dir=str(tmp_path),
+        run_post_eval=True,
+    )
+    assert set(logs) == {"foo", "bar_data"}
+    # The single model serves both evaluations: bar_data's MAE is that model's on bar's data.
+    x, y = toy.toy_arrays(4)
+    np.testing.assert_allclose(logs["bar_data"]["mae"], np.mean(np.abs(model(x[:16]).numpy() - y[:16])), rtol=1e-5)
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-6")
+
+
+def test_gin_binds_trainer_arguments(tmp_path):
+    import gin
+
+    with gin.unlock_config():
+        gin.parse_config("MultiTaskInterleavingTrainer.sampling_seed = 7")
+    try:
+        strategy = tf.distribute.get_strategy()
+        with strategy.scope():
+            trainer = train_lib.get_trainer(
+                strategy, _params("interleaving"), multitask.MultiTask.from_config(_params().task),
+                toy.ToyMultiTaskModel(),
+            )
+        assert trainer.sampling_seed == 7
+    finally:
+        gin.clear_config()
