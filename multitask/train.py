@@ -13,6 +13,7 @@ launcher exits with status 2.
 import datetime
 import os
 import sys
+import types
 from typing import Any, Dict, Optional
 
 from absl import app
@@ -42,6 +43,21 @@ from multitask.core import runtime
 DEFAULT_EXPERIMENT = "shapes"
 DEFAULT_MODE = "train_and_eval"
 FLAGS = flags.FLAGS
+
+
+def launcher_flags(**values) -> types.SimpleNamespace:
+    """The launcher's flags as an object, for calling `run` from Python.
+
+    Args:
+      **values: Flag values, e.g. `experiment="shapes", model_dir="/tmp/run"`;
+        the others are unset.
+    """
+    names = ("experiment", "mode", "model_dir", "config_file", "params_override",
+             "gin_file", "gin_params", "tpu")
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise TypeError(f"Unknown launcher flags {unknown}; flags: {', '.join(names)}.")
+    return types.SimpleNamespace(**{name: values.get(name) for name in names})
 
 
 class UsageError(ValueError):

@@ -9,7 +9,7 @@ from multitask import train
 
 
 def test_report_png_from_a_real_run(tmp_path, capsys):
-    train.run(test_train._flags(model_dir=str(tmp_path), params_override=test_train.TINY))
+    train.run(train.launcher_flags(model_dir=str(tmp_path), params_override=test_train.TINY))
     assert report.main([str(tmp_path)]) == 0
     path = capsys.readouterr().out.strip().splitlines()[-1]
     assert path == str(tmp_path / "report.png")

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 import tensorflow as tf
@@ -14,13 +13,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "trainer.train_steps=4,trainer.steps_per_loop=2,trainer.validation_interval=2,trainer.checkpoint_interval=2"
 
 
-def _flags(**overrides):
-    values = dict(
-        experiment=None, mode=None, model_dir=None, config_file=None, params_override=None,
-        gin_file=None, gin_params=None, tpu=None,
-    )
-    values.update(overrides)
-    return types.SimpleNamespace(**values)
 
 
 def _files(directory):
@@ -31,7 +23,7 @@ def _files(directory):
 
 
 def test_default_experiment_short_run_writes_everything(tmp_path, capsys):
-    logs = train.run(_flags(model_dir=str(tmp_path), params_override=TINY))
+    logs = train.run(train.launcher_flags(model_dir=str(tmp_path), params_override=TINY))
     assert set(logs) == {"circle", "square", "inv_circle"}
     assert all({"accuracy", "loss"} <= set(metrics) for metrics in logs.values())
     files = _files(tmp_path)
@@ -49,7 +41,7 @@ def test_config_file_and_params_override_apply_in_order(tmp_path):
     config = tmp_path / "override.yaml"
     config.write_text("trainer:\n  train_steps: 99\n  trainer_type: interleaving\n")
     params = train.parse_params(
-        _flags(config_file=[str(config)], params_override="trainer.train_steps=7")
+        train.launcher_flags(config_file=[str(config)], params_override="trainer.train_steps=7")
     )
     assert params.trainer.train_steps == 7
     assert params.trainer.trainer_type == "interleaving"
@@ -70,7 +62,7 @@ def test_config_file_and_params_override_apply_in_order(tmp_path):
 )
 def test_bad_input_is_a_one_line_usage_error(flags, message):
     with pytest.raises(train.UsageError, match=message) as error:
-        train.parse_params(_flags(**flags))
+        train.parse_params(train.launcher_flags(**flags))
     assert "\n" not in str(error.value)
 
 
@@ -78,7 +70,7 @@ def test_malformed_config_file_names_the_line(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("trainer:\n  train_steps: [1, 2\n")
     with pytest.raises(train.UsageError, match="--config_file: malformed YAML at line 3"):
-        train.parse_params(_flags(config_file=[str(config)]))
+        train.parse_params(train.launcher_flags(config_file=[str(config)]))
 
 
 def test_unusable_model_dir(tmp_path):
