@@ -8,9 +8,10 @@ variables, updated by every task that uses it.
 import abc
 from typing import Dict, List, Mapping
 
-from absl import logging
 import keras
 import tensorflow as tf
+
+from multitask.core import warm_start
 
 
 def unique_variables(models) -> List[tf.Variable]:
@@ -99,22 +100,10 @@ class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
         model_dir has no checkpoint of its own.
 
         Raises:
-          ValueError: `init_checkpoint` is a directory without a checkpoint.
+          ValueError: The checkpoint is missing or lacks the items' variables.
         """
-        path = self._init_checkpoint
-        items = self.checkpoint_items
-        if not path or not items:
-            return
-        if tf.io.gfile.isdir(path):
-            path = tf.train.latest_checkpoint(path)
-            if not path:
-                raise ValueError(
-                    f"init_checkpoint {self._init_checkpoint!r} is a directory without "
-                    "any checkpoint."
-                )
-        status = tf.train.Checkpoint(**items).read(path)
-        status.expect_partial().assert_existing_objects_matched()
-        logging.info("Warm-started %s from %s", sorted(items), path)
+        if self._init_checkpoint and self.checkpoint_items:
+            warm_start.restore_items(self.checkpoint_items, self._init_checkpoint)
 
 
 def task_model(model, task_name: str) -> keras.Model:

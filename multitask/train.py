@@ -23,7 +23,6 @@ import gin
 import yaml
 
 from official.common import flags as tfm_flags
-from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.core import task_factory
 from official.core import train_utils

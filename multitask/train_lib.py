@@ -81,18 +81,40 @@ def _init_fn(task: multitask_lib.MultiTask, model: Model):
     return lambda: [t.initialize(model) for t in task.tasks.values()]
 
 
-def _run_controller(
+def _run(
     *,
-    distribution_strategy,
-    trainer,
-    evaluator,
+    strategy: tf.distribute.Strategy,
+    train_task: multitask_lib.MultiTask,
+    eval_tasks,
+    eval_steps,
+    model: Model,
     mode: str,
     params,
     model_dir: str,
-    init_fn,
     run_post_eval: bool,
+    trainer: Optional[base_trainer.MultiTaskBaseTrainer],
 ) -> Optional[Dict[str, Dict[str, Any]]]:
-    """Runs `mode` with an orbit Controller; returns the post-eval logs or None."""
+    """Builds what `mode` needs and runs it with an orbit Controller.
+
+    Returns:
+      The post-eval logs, or None without `run_post_eval`.
+    """
+    check_mode(mode)
+    is_training = "train" in mode
+    with strategy.scope():
+        if is_training and trainer is None:
+            trainer = get_trainer(strategy, params, train_task, model)
+        evaluator = None
+        if "eval" in mode or run_post_eval:
+            evaluator = evaluator_lib.MultiTaskEvaluator(
+                eval_tasks=eval_tasks,
+                model=model,
+                eval_steps=eval_steps,
+                global_step=trainer.global_step if is_training else None,
+                checkpoint_exporter=checkpoint_exporter.maybe_create_best_ckpt_exporter(params, model_dir),
+            )
+    if not is_training:
+        trainer = None
     owner = trainer if trainer is not None else evaluator
     checkpoint_manager = tf.train.CheckpointManager(
         owner.checkpoint,
@@ -100,10 +122,10 @@ def _run_controller(
         max_to_keep=params.trainer.max_to_keep,
         step_counter=owner.global_step,
         checkpoint_interval=params.trainer.checkpoint_interval,
-        init_fn=init_fn,
+        init_fn=_init_fn(train_task, model),
     )
     controller = orbit.Controller(
-        strategy=distribution_strategy,
+        strategy=strategy,
         trainer=trainer,
         evaluator=evaluator,
         global_step=owner.global_step,
@@ -114,7 +136,7 @@ def _run_controller(
         summary_interval=params.trainer.summary_interval,
     )
     logging.info("Starts to execute mode: %s", mode)
-    with distribution_strategy.scope():
+    with strategy.scope():
         if mode == "train":
             controller.train(steps=params.trainer.train_steps)
         elif mode == "train_and_eval":
@@ -170,31 +192,11 @@ def run_experiment(
       ValueError: An unknown mode, trainer or sampler type.
       KeyError: A task has no sub-model in `model`.
     """
-    check_mode(mode)
     multi_task = multitask_lib.as_multi_task(task)
-    is_training = "train" in mode
-    is_eval = "eval" in mode or run_post_eval
-    with distribution_strategy.scope():
-        if is_training and trainer is None:
-            trainer = get_trainer(distribution_strategy, params, multi_task, model)
-        evaluator = None
-        if is_eval:
-            evaluator = evaluator_lib.MultiTaskEvaluator(
-                eval_tasks=multi_task.tasks,
-                model=model,
-                eval_steps=multi_task.task_eval_steps,
-                global_step=trainer.global_step if is_training else None,
-                checkpoint_exporter=checkpoint_exporter.maybe_create_best_ckpt_exporter(params, model_dir),
-            )
-    logs = _run_controller(
-        distribution_strategy=distribution_strategy,
-        trainer=trainer if is_training else None,
-        evaluator=evaluator,
-        mode=mode,
-        params=params,
-        model_dir=model_dir,
-        init_fn=_init_fn(multi_task, model),
-        run_post_eval=run_post_eval,
+    logs = _run(
+        strategy=distribution_strategy, train_task=multi_task, eval_tasks=multi_task.tasks,
+        eval_steps=multi_task.task_eval_steps, model=model, mode=mode, params=params,
+        model_dir=model_dir, run_post_eval=run_post_eval, trainer=trainer,
     )
     return (model, logs) if run_post_eval else model
 
@@ -225,31 +227,12 @@ def run_experiment_with_multitask_eval(
     Returns:
       `(model, logs)`; logs are `{}` without `run_post_eval`.
     """
-    check_mode(mode)
-    multi_task = multitask_lib.as_multi_task(train_task)
-    tasks = list(eval_tasks.values() if isinstance(eval_tasks, Mapping) else eval_tasks)
-    is_training = "train" in mode
     with distribution_strategy.scope():
         model = trainer.multi_task_model if trainer is not None else train_task.build_model()
-        if is_training and trainer is None:
-            trainer = get_trainer(distribution_strategy, params, multi_task, model)
-        evaluator = None
-        if "eval" in mode or run_post_eval:
-            evaluator = evaluator_lib.MultiTaskEvaluator(
-                eval_tasks=tasks,
-                model=model,
-                eval_steps={r.resolved_name(): r.eval_steps for r in params.eval_tasks},
-                global_step=trainer.global_step if is_training else None,
-                checkpoint_exporter=checkpoint_exporter.maybe_create_best_ckpt_exporter(params, model_dir),
-            )
-    logs = _run_controller(
-        distribution_strategy=distribution_strategy,
-        trainer=trainer if is_training else None,
-        evaluator=evaluator,
-        mode=mode,
-        params=params,
-        model_dir=model_dir,
-        init_fn=_init_fn(multi_task, model),
-        run_post_eval=run_post_eval,
+    logs = _run(
+        strategy=distribution_strategy, train_task=multitask_lib.as_multi_task(train_task),
+        eval_tasks=eval_tasks, eval_steps={r.resolved_name(): r.eval_steps for r in params.eval_tasks},
+        model=model, mode=mode, params=params, model_dir=model_dir, run_post_eval=run_post_eval,
+        trainer=trainer,
     )
     return model, logs or {}

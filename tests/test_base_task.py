@@ -122,10 +122,13 @@ def test_train_step_under_float16_uses_loss_scaling():
             logs = step((x, y), model, optimizer)
         assert np.isfinite(float(logs["loss"]))
         assert model.head.kernel.dtype == "float32"
-        # Every step went through the LossScaleOptimizer (its own counter) and
-        # was applied (finite unscaled gradients).
-        assert int(optimizer.step_counter.numpy()) == 20
-        assert int(optimizer.iterations.numpy()) == 20
+        # Every step went through the LossScaleOptimizer: a step whose scaled
+        # float16 gradients overflow is skipped and halves the scale (no growth
+        # before 2000 good steps), the others are applied.
+        skipped = np.log2(2.0**15 / float(optimizer.dynamic_scale.numpy()))
+        assert skipped == int(skipped)
+        assert int(optimizer.iterations.numpy()) + int(skipped) == 20
+        assert int(optimizer.iterations.numpy()) > 0
         assert not np.allclose(before, model.head.kernel.numpy())
     finally:
         keras.mixed_precision.set_global_policy("float32")

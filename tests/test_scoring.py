@@ -1,6 +1,5 @@
 """Tests for split evaluation and Snorkel-style scores."""
 import pytest
-import tensorflow as tf
 
 from official.core import exp_factory
 

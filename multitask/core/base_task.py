@@ -14,13 +14,13 @@ Model Garden task that adds `aux_losses` itself stays correct, as it gets none.
 import abc
 from typing import Any, Dict, Optional
 
-from absl import logging
 import keras
 import tensorflow as tf
 
 from official.core import config_definitions
 
 from multitask.core import optimization
+from multitask.core import warm_start
 
 OptimizationConfig = config_definitions.OptimizationConfig
 RuntimeConfig = config_definitions.RuntimeConfig
@@ -108,21 +108,14 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
 
         Args:
           model: The model built by this task.
+
+        Raises:
+          ValueError: The checkpoint is missing or lacks the model's variables.
         """
         ckpt_dir_or_file = getattr(self.task_config, "init_checkpoint", "")
-        if not ckpt_dir_or_file:
-            return
-        if tf.io.gfile.isdir(ckpt_dir_or_file):
-            ckpt_dir_or_file = tf.train.latest_checkpoint(ckpt_dir_or_file)
-            if not ckpt_dir_or_file:
-                raise ValueError(
-                    f"init_checkpoint {self.task_config.init_checkpoint!r} is a directory "
-                    "without any checkpoint."
-                )
-        items = getattr(model, "checkpoint_items", None) or dict(model=model)
-        status = tf.train.Checkpoint(**items).read(ckpt_dir_or_file)
-        status.expect_partial().assert_existing_objects_matched()
-        logging.info("Task %s restored %s", self.name, ckpt_dir_or_file)
+        if ckpt_dir_or_file:
+            items = getattr(model, "checkpoint_items", None) or dict(model=model)
+            warm_start.restore_items(items, ckpt_dir_or_file)
 
     def build_model(self) -> keras.Model:
         """Creates the task's model."""
