@@ -8,6 +8,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import gc  # noqa: E402
+
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -26,3 +28,15 @@ def two_cpu_strategy():
     collective instance"); a real run has one strategy per process.
     """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(autouse=True)
+def collect_finished_runs():
+    """Frees each test's datasets and iterators right after it.
+
+    An unfinished tf.data iterator left for a later garbage collection can
+    block that collection until tf.data's autotuning thread wakes (seen up to a
+    minute with TF 2.20), which made unrelated later tests slow at random.
+    """
+    yield
+    gc.collect()

@@ -1,9 +1,11 @@
 """Tests of the registered experiments: their data, configs and tiny end-to-end runs."""
+import gc
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from official.core import config_definitions as cfg
 from official.core import exp_factory
@@ -313,6 +315,8 @@ def circle_single_run(tmp_path_factory):
     strategy = runtime.get_distribution_strategy(params.runtime)
     task, model, logs = _train(params, strategy, model_dir)
     _check_run(task, logs, model_dir)
+    del task, logs
+    gc.collect()  # See conftest.collect_finished_runs.
     return str(model_dir), model
 
 
@@ -341,3 +345,37 @@ def test_warm_start_restores_the_single_task_encoder(circle_single_run, tmp_path
     strategy = runtime.get_distribution_strategy(params.runtime)
     task, _, logs = _train(params, strategy, tmp_path)
     _check_run(task, logs, tmp_path)
+
+
+def test_multi_digits_model_handles_an_empty_batch():
+    model = multi_digits.MultiDigitsTask(multi_digits.multi_digits_task_config("left")).build_model()
+    empty = tf.zeros((0, 8, 12, 1))
+    assert model(empty).shape == (0, 10)
+    assert tf.function(model)(empty).shape == (0, 10)
+    assert model(tf.zeros((3, 8, 12, 1))).shape == (3, 10)
+
+
+@pytest.mark.parametrize(
+    "name, config_file, trainer_type",
+    [
+        ("shapes", "shapes.yaml", "joint"),
+        ("shapes_interleaving", "shapes_interleaving.yaml", "interleaving"),
+        ("shapes", "shapes_interleaving.yaml", "interleaving"),
+        ("multi_digits", "multi_digits.yaml", "joint"),
+    ],
+)
+def test_shipped_yaml_overrides_apply(name, config_file, trainer_type):
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "configs", config_file)
+    with open(path, encoding="utf-8") as stream:
+        override = yaml.safe_load(stream)
+    assert set(override) <= {"trainer", "runtime"}  # task_routines would lose their classes
+    params = exp_factory.get_exp_config(name)
+    task_classes = [type(c) for c in _task_configs(params)]
+    registered = params.as_dict()
+    params.override(override, is_strict=True)
+    params.validate()
+    if config_file == f"{name}.yaml":  # Each experiment's own file spells out its defaults.
+        assert params.as_dict() == registered
+    assert params.trainer.trainer_type == trainer_type
+    assert params.trainer.optimizer_config.optimizer.type == "adam"
+    assert [type(c) for c in _task_configs(params)] == task_classes

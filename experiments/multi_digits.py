@@ -1,0 +1,457 @@
+"""The `multi_digits` experiment: a MultiMNIST-style benchmark on 8x8 digits.
+
+Built from scikit-learn's bundled digits (`sklearn.datasets.load_digits`:
+1797 grey 8x8 images with values 0..16, shipped with the package, so nothing
+is downloaded). Each example puts two digit images side by side on one canvas
+of 8 x (16 - overlap) pixels: the left digit fills columns [0, 8), the right
+one columns [8 - overlap, 16 - overlap), and where they overlap the canvas
+takes the pixel-wise maximum. Pixels are scaled to [0, 1]. Task `left` is the
+class of the left digit, task `right` the class of the right one; both read the
+same input (the multi-label setting).
+
+The source images are split first, by `seed`, into disjoint train /
+validation / test pools (70% / 15% / 15%), and pairs are composed only within
+one pool (`num_pairs` per split, drawn with a generator seeded by `seed` and the
+split), so no test-split source digit is ever seen in training.
+
+Data access comes in two forms:
+
+- `shared_inputs(data_config, input_context)`: the shared dataset of
+  `(canvas, {"left": labels, "right": labels})` batches, which
+  `MultiTaskBaseTrainer` accepts as its single `train_datasets` (one forward
+  pass feeds both tasks).
+- `MultiDigitsTask.build_inputs`: the same dataset mapped to the task's own
+  `(canvas, labels)`, so each task also trains and evaluates alone, and the
+  experiment runs with one dataset per task (the trainers' default).
+
+The model, `MultiDigitsModel`, shares a small CNN encoder (two 3x3 Conv2D +
+2x2 max-pooling blocks, then a ReLU Dense) between one 10-class softmax head
+per task; `checkpoint_items = {"encoder": cnn}` warm-starts the encoder from
+`init_checkpoint`. The encoder flattens its feature map (the position of a
+stroke says which digit it belongs to), so its input width is fixed:
+`MultiDigitsModelConfig.overlap` must equal the data configs' `overlap`.
+"""
+import dataclasses
+import functools
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from official.core import config_definitions as cfg
+from official.core import exp_factory
+from official.core import task_factory
+from official.modeling import hyperparams
+
+from multitask import base_model
+from multitask import configs
+from multitask import model_factory
+from multitask.core import base_task
+
+SIDES = ("left", "right")
+SPLITS = ("train", "validation", "test")
+# Fractions of the source images in each split's pool, in SPLITS order.
+POOL_FRACTIONS = (0.7, 0.15, 0.15)
+DIGIT_SIZE = 8
+NUM_CLASSES = 10
+DEFAULT_OVERLAP = 4
+DEFAULT_SEED = 0
+
+
+def check_split(split: str) -> None:
+    """Raises a ValueError unless `split` is one of `SPLITS`."""
+    if split not in SPLITS:
+        raise ValueError(f"split is {split!r}; allowed: {', '.join(SPLITS)}.")
+
+
+def check_side(side: str) -> None:
+    """Raises a ValueError unless `side` is one of `SIDES`."""
+    if side not in SIDES:
+        raise ValueError(f"side is {side!r}; allowed: {', '.join(SIDES)}.")
+
+
+def canvas_width(overlap: int) -> int:
+    """Returns the width of a canvas whose two digits overlap by `overlap` pixels.
+
+    Raises:
+      ValueError: `overlap` is not an integer in [0, 8).
+    """
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap < DIGIT_SIZE:
+        raise ValueError(
+            f"overlap is {overlap!r}; allowed: an integer number of pixels from 0 to {DIGIT_SIZE - 1}."
+        )
+    return 2 * DIGIT_SIZE - int(overlap)
+
+
+@functools.lru_cache(maxsize=1)
+def source_digits() -> Tuple[np.ndarray, np.ndarray]:
+    """Returns scikit-learn's digits: float32 images `[n, 8, 8]` in [0, 1], int32 labels `[n]`.
+
+    The arrays are shared between calls; do not modify them.
+    """
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+    digits = datasets.load_digits()
+    images = (digits.images / 16.0).astype(np.float32)
+    labels = digits.target.astype(np.int32)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def source_pools(seed: int = DEFAULT_SEED, num_images: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Splits the source image indices into disjoint pools, one per split.
+
+    Args:
+      seed: Seeds the permutation of the source images.
+      num_images: The number of source images; all of `source_digits()` by default.
+
+    Returns:
+      `{split: sorted int array of source indices}`; the pools are disjoint and
+      cover every image.
+    """
+    if num_images is None:
+        num_images = len(source_digits()[1])
+    order = np.random.default_rng(seed).permutation(num_images)
+    train = int(POOL_FRACTIONS[0] * num_images)
+    validation = int(POOL_FRACTIONS[1] * num_images)
+    return {
+        "train": np.sort(order[:train]),
+        "validation": np.sort(order[train : train + validation]),
+        "test": np.sort(order[train + validation :]),
+    }
+
+
+def compose(left_images: np.ndarray, right_images: np.ndarray, overlap: int) -> np.ndarray:
+    """Places digit pairs side by side, overlapping by `overlap` pixels.
+
+    Args:
+      left_images: `[n, 8, 8]` images for the left position.
+      right_images: `[n, 8, 8]` images for the right position.
+      overlap: Columns shared by the two digits, 0..7.
+
+    Returns:
+      float32 canvases `[n, 8, 16 - overlap]`, the pixel-wise maximum of the
+      two placed digits.
+    """
+    width = canvas_width(overlap)
+    canvas = np.zeros((len(left_images), DIGIT_SIZE, width), np.float32)
+    canvas[:, :, :DIGIT_SIZE] = left_images
+    start = DIGIT_SIZE - int(overlap)
+    canvas[:, :, start:] = np.maximum(canvas[:, :, start:], right_images)
+    return canvas
+
+
+class MultiDigitsArrays(NamedTuple):
+    """One split of the benchmark, as numpy arrays.
+
+    Attributes:
+      features: float32 canvases `[n, 8, 16 - overlap, 1]`.
+      left: int32 classes of the left digits `[n]`.
+      right: int32 classes of the right digits `[n]`.
+      left_source: Indices into `source_digits()` of the left digits.
+      right_source: Indices into `source_digits()` of the right digits.
+    """
+
+    features: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    left_source: np.ndarray
+    right_source: np.ndarray
+
+
+def multi_digits_arrays(
+    split: str, num_pairs: int, overlap: int = DEFAULT_OVERLAP, seed: int = DEFAULT_SEED
+) -> MultiDigitsArrays:
+    """Composes `num_pairs` pairs of one split, deterministically.
+
+    Args:
+      split: One of `SPLITS`; both digits come from that split's source pool.
+      num_pairs: The number of examples.
+      overlap: Columns shared by the two digits, 0..7.
+      seed: Seeds the source pools and, with the split, the pair draws.
+
+    Returns:
+      The `MultiDigitsArrays` of the split.
+
+    Raises:
+      ValueError: An unknown split, a bad overlap or a non-positive `num_pairs`.
+    """
+    check_split(split)
+    canvas_width(overlap)
+    if num_pairs <= 0:
+        raise ValueError(f"num_pairs is {num_pairs}; it must be positive.")
+    images, labels = source_digits()
+    pool = source_pools(seed, len(labels))[split]
+    rng = np.random.default_rng([seed, SPLITS.index(split)])
+    left = rng.choice(pool, size=num_pairs)
+    right = rng.choice(pool, size=num_pairs)
+    features = compose(images[left], images[right], overlap)[..., np.newaxis]
+    return MultiDigitsArrays(features, labels[left], labels[right], left, right)
+
+
+@dataclasses.dataclass
+class MultiDigitsDataConfig(cfg.DataConfig):
+    """One split of the multi_digits benchmark.
+
+    Attributes:
+      dataset: Always "multi_digits".
+      split: "train", "validation" or "test". The train split repeats and
+        shuffles (when `is_training` is not False); the others are finite and
+        keep their last partial batch.
+      num_pairs: Examples composed for this split.
+      overlap: Columns shared by the two digits (0..7); the canvas is
+        8 x (16 - overlap).
+      seed: Seeds the source pools (use one seed for all splits so the pools
+        are disjoint), the pair draws and the shuffling.
+    """
+
+    dataset: str = "multi_digits"
+    split: str = "train"
+    num_pairs: int = 20000
+    overlap: int = DEFAULT_OVERLAP
+    seed: Optional[int] = DEFAULT_SEED
+    global_batch_size: int = 64
+    is_training: Optional[bool] = True
+    drop_remainder: bool = True
+    shuffle_buffer_size: int = 20000
+
+
+def shared_inputs(
+    data_config: MultiDigitsDataConfig, input_context: Optional[tf.distribute.InputContext] = None
+) -> tf.data.Dataset:
+    """Returns the shared dataset of `(canvas, {"left": labels, "right": labels})` batches.
+
+    Args:
+      data_config: The split to read and how to batch it.
+      input_context: Gives the per-replica batch size and this pipeline's shard.
+
+    Returns:
+      Batches of float32 canvases `[b, 8, 16 - overlap, 1]` with int32 labels
+      `[b]` under "left" and "right".
+
+    Raises:
+      ValueError: An unknown dataset or split, or a bad overlap.
+    """
+    if data_config.dataset != "multi_digits":
+        raise ValueError(f"dataset is {data_config.dataset!r}; this reader reads only 'multi_digits'.")
+    check_split(data_config.split)
+    seed = DEFAULT_SEED if data_config.seed is None else data_config.seed
+    arrays = multi_digits_arrays(data_config.split, data_config.num_pairs, data_config.overlap, seed)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (arrays.features, {"left": arrays.left, "right": arrays.right})
+    )
+    batch_size = data_config.global_batch_size
+    if input_context:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+        if input_context.num_input_pipelines > 1:
+            dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    training = data_config.split == "train" and data_config.is_training is not False
+    if training:
+        dataset = dataset.shuffle(max(data_config.shuffle_buffer_size, 1), seed=seed).repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=training and data_config.drop_remainder)
+    # The data are small in-memory tensors: a fixed prefetch needs no tuning,
+    # and without tf.data's autotuning thread an unfinished iterator (a
+    # finished trainer's) is deleted at once instead of blocking until that
+    # thread next wakes up, which can take up to a minute.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)
+
+
+@dataclasses.dataclass
+class MultiDigitsTaskConfig(cfg.TaskConfig):
+    """One side of the multi_digits benchmark.
+
+    Attributes:
+      side: Which digit's class to predict: "left" or "right".
+      filters: Filters of the encoder's two Conv2D layers, for `build_model`.
+      dense_units: Units of the encoder's Dense layer, for `build_model`.
+    """
+
+    name: Optional[str] = "left"
+    side: str = "left"
+    filters: Tuple[int, ...] = (16, 32)
+    dense_units: int = 64
+    train_data: MultiDigitsDataConfig = dataclasses.field(default_factory=MultiDigitsDataConfig)
+    validation_data: MultiDigitsDataConfig = dataclasses.field(
+        default_factory=lambda: MultiDigitsDataConfig(
+            split="validation", num_pairs=1000, is_training=False, drop_remainder=False
+        )
+    )
+
+
+@dataclasses.dataclass
+class MultiDigitsModelConfig(hyperparams.Config):
+    """The multi-task model: one shared CNN, one 10-class head per task.
+
+    Attributes:
+      overlap: The data's overlap; fixes the encoder's input width.
+      filters: Filters of the encoder's two Conv2D layers.
+      dense_units: Units of the encoder's Dense layer.
+      task_names: One head per name; the names of the experiment's routines.
+    """
+
+    overlap: int = DEFAULT_OVERLAP
+    filters: Tuple[int, ...] = (16, 32)
+    dense_units: int = 64
+    task_names: Tuple[str, ...] = SIDES
+
+
+def build_encoder(overlap: int, filters=(16, 32), dense_units: int = 64, name: str = "encoder") -> keras.Sequential:
+    """Returns the built CNN encoder of `[b, 8, 16 - overlap, 1]` canvases.
+
+    One 3x3 ReLU Conv2D and one 2x2 max-pooling per entry of `filters`, then
+    Flatten and a ReLU Dense of `dense_units`.
+    """
+    layers = [keras.Input((DIGIT_SIZE, canvas_width(overlap), 1))]
+    for count in filters:
+        layers.append(keras.layers.Conv2D(count, 3, padding="same", activation="relu"))
+        layers.append(keras.layers.MaxPooling2D(2, padding="same"))
+    layers += [keras.layers.Flatten(), keras.layers.Dense(dense_units, activation="relu")]
+    return keras.Sequential(layers, name=name)
+
+
+class MultiDigitsClassifier(keras.Model):
+    """An encoder (possibly shared) followed by a 10-class logits head."""
+
+    def __init__(self, encoder: keras.Model, num_classes: int = NUM_CLASSES, **kwargs):
+        """Builds the classifier.
+
+        Args:
+          encoder: The CNN; pass the same object to several classifiers to share it.
+          num_classes: Logits of the head.
+          **kwargs: Passed to `keras.Model` (e.g. `name`).
+        """
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.head = keras.layers.Dense(num_classes, name="head")
+        self.inputs = keras.Input(encoder.input_shape[1:])
+        # Built eagerly: `call` uses TensorFlow ops, which symbolic inputs do not take.
+        self(np.zeros((1,) + tuple(encoder.input_shape[1:]), np.float32))
+
+    def call(self, inputs):
+        # oneDNN's CPU Conv2D (TensorFlow 2.20) returns a wrongly shaped result
+        # for an empty batch, which one replica gets at the end of an evaluation
+        # split that does not divide evenly. Such a batch runs as one zero
+        # example, whose output is then sliced away.
+        batch_size = tf.shape(inputs)[0]
+        padding = tf.cast(tf.equal(batch_size, 0), tf.int32)
+        inputs = tf.pad(inputs, [[0, padding], [0, 0], [0, 0], [0, 0]])
+        return self.head(self.encoder(inputs))[:batch_size]
+
+    @property
+    def checkpoint_items(self) -> Dict[str, keras.Model]:
+        """`{"encoder": cnn}`: what a warm start of `MultiDigitsModel` reads."""
+        return {"encoder": self.encoder}
+
+
+@task_factory.register_task_cls(MultiDigitsTaskConfig)
+class MultiDigitsTask(base_task.Task):
+    """10-class classification of the left or the right digit of a canvas."""
+
+    def __init__(
+        self, params: MultiDigitsTaskConfig, logging_dir: Optional[str] = None, name: Optional[str] = None
+    ):
+        """Initializes the task.
+
+        Raises:
+          ValueError: `params.side` is not one of `SIDES`.
+        """
+        check_side(params.side)
+        super().__init__(params, logging_dir=logging_dir, name=name)
+
+    def build_model(self) -> MultiDigitsClassifier:
+        """Returns the task's own encoder (sized by train_data.overlap) and head, built."""
+        config = self.task_config
+        encoder = build_encoder(config.train_data.overlap, config.filters, config.dense_units)
+        return MultiDigitsClassifier(encoder, name=self.name)
+
+    def build_inputs(
+        self, params: MultiDigitsDataConfig, input_context: Optional[tf.distribute.InputContext] = None
+    ) -> tf.data.Dataset:
+        """Returns `(canvas, labels of this task's side)` batches (see `shared_inputs`)."""
+        side = self.task_config.side
+        return shared_inputs(params, input_context).map(lambda features, labels: (features, labels[side]))
+
+    def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
+        """Mean sparse softmax cross-entropy of the 10-class logits."""
+        loss = keras.losses.sparse_categorical_crossentropy(labels, model_outputs, from_logits=True)
+        return tf.reduce_mean(tf.cast(loss, tf.float32))
+
+    def build_metrics(self, training: bool = True):
+        """Returns `[SparseCategoricalAccuracy("accuracy")]`."""
+        del training
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+@model_factory.register_model_cls(MultiDigitsModelConfig)
+class MultiDigitsModel(base_model.MultiTaskBaseModel):
+    """One `MultiDigitsClassifier` per task over one shared CNN encoder."""
+
+    def __init__(self, config: MultiDigitsModelConfig, init_checkpoint: str = "", **kwargs):
+        """Builds the shared encoder and the sub-models.
+
+        Args:
+          config: Encoder sizes, overlap and task names.
+          init_checkpoint: A checkpoint holding an "encoder" that
+            `initialize()` restores.
+          **kwargs: Passed to `MultiTaskBaseModel`.
+        """
+        self._config = config
+        self.encoder = build_encoder(config.overlap, config.filters, config.dense_units)
+        super().__init__(init_checkpoint=init_checkpoint, **kwargs)
+
+    def _instantiate_sub_tasks(self) -> Dict[str, keras.Model]:
+        return {name: MultiDigitsClassifier(self.encoder, name=name) for name in self._config.task_names}
+
+    @property
+    def checkpoint_items(self) -> Dict[str, keras.Model]:
+        """`{"encoder": the shared CNN}`."""
+        return {"encoder": self.encoder}
+
+
+def multi_digits_task_config(side: str, overlap: int = DEFAULT_OVERLAP) -> MultiDigitsTaskConfig:
+    """Returns the config of task `side`, named after it."""
+    check_side(side)
+    return MultiDigitsTaskConfig(
+        name=side,
+        side=side,
+        train_data=MultiDigitsDataConfig(split="train", overlap=overlap),
+        validation_data=MultiDigitsDataConfig(
+            split="validation", overlap=overlap, num_pairs=1000, is_training=False, drop_remainder=False
+        ),
+    )
+
+
+@exp_factory.register_config_factory("multi_digits")
+def multi_digits() -> configs.MultiTaskExperimentConfig:
+    """left and right trained jointly over one shared CNN."""
+    train_steps = 3000
+    return configs.MultiTaskExperimentConfig(
+        task=configs.MultiTaskConfig(
+            model=MultiDigitsModelConfig(overlap=DEFAULT_OVERLAP),
+            task_routines=tuple(
+                configs.TaskRoutine(task_name=side, task_config=multi_digits_task_config(side))
+                for side in SIDES
+            ),
+        ),
+        trainer=configs.MultiTaskTrainerConfig(
+            trainer_type="joint",
+            optimizer_config=cfg.OptimizationConfig(
+                {
+                    "optimizer": {"type": "adam"},
+                    "learning_rate": {"type": "constant", "constant": {"learning_rate": 0.002}},
+                }
+            ),
+            train_steps=train_steps,
+            steps_per_loop=250,
+            summary_interval=250,
+            validation_interval=500,
+            checkpoint_interval=1000,
+            max_to_keep=2,
+            validation_steps=-1,
+        ),
+        runtime=cfg.RuntimeConfig(distribution_strategy="mirrored", num_gpus=0),
+    )
