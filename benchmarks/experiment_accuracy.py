@@ -8,6 +8,7 @@ data splits are fixed by the experiments' own seeds), and prints a table of the
 final test metrics (mean ± std over seeds) and the wall time per run.
 """
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -34,7 +35,11 @@ def run_once(experiment: str, seed: int):
         flags = train.launcher_flags(experiment=experiment, model_dir=model_dir)
         start = time.perf_counter()
         logs = train.run(flags)
-        return logs, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+    # Free this run's datasets now: tf.data iterators left to a later garbage
+    # collection can stall it (see tests/conftest.py).
+    gc.collect()
+    return logs, seconds
 
 
 def main():
