@@ -119,11 +119,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             if missing:
                 raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
         self._train_sources = train_datasets
-        self._datasets_positioned = False
-        super().__init__(
-            train_dataset=self._distributed_datasets(),
-            options=trainer_options or orbit.StandardTrainerOptions(),
-        )
+        # Distributed at the first loop, after a checkpoint may have been restored.
+        super().__init__(train_dataset=None, options=trainer_options or orbit.StandardTrainerOptions())
 
     def _batches_consumed(self, name: Optional[str]) -> int:
         """Batches a source has yielded so far: its task's steps, or all steps if shared."""
@@ -216,18 +213,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         return {name: (features, labels[name]) for name in task_names}
 
     def train_loop_begin(self):
-        """Resets the per-loop metrics; on a restored run's first loop, repositions the data.
+        """Resets the per-loop metrics; distributes the train data on the first loop.
 
-        The checkpoint is restored after the trainer is built, so the first
-        loop re-creates each train dataset and skips the batches that the
-        restored step counters say were trained on: with deterministic input
-        pipelines (seeded shuffles), a resumed run sees the same batches as an
+        The checkpoint is restored after the trainer is built, so the data is
+        distributed at the first loop, skipping the batches that the (restored)
+        step counters say were trained on: with deterministic input pipelines
+        (seeded shuffles), a resumed run sees the same batches as an
         uninterrupted one. Skipping reads the skipped batches once.
         """
-        if not self._datasets_positioned:
-            self._datasets_positioned = True
-            if int(self._global_step.numpy()) > 0:
-                self.train_dataset = self._distributed_datasets()
+        if self.train_dataset is None:
+            self.train_dataset = self._distributed_datasets()
         for metric in self._training_losses.values():
             metric.reset_state()
         for metrics in self._training_metrics.values():
