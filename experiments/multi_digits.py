@@ -44,10 +44,10 @@ from official.core import exp_factory
 from official.core import task_factory
 from official.modeling import hyperparams
 
+from experiments import classification
 from multitask import base_model
 from multitask import configs
 from multitask import model_factory
-from multitask.core import base_task
 
 SIDES = ("left", "right")
 SPLITS = ("train", "validation", "test")
@@ -348,7 +348,7 @@ class MultiDigitsClassifier(keras.Model):
 
 
 @task_factory.register_task_cls(MultiDigitsTaskConfig)
-class MultiDigitsTask(base_task.Task):
+class MultiDigitsTask(classification.SparseClassificationTask):
     """10-class classification of the left or the right digit of a canvas."""
 
     def __init__(
@@ -374,16 +374,6 @@ class MultiDigitsTask(base_task.Task):
         """Returns `(canvas, labels of this task's side)` batches (see `shared_inputs`)."""
         side = self.task_config.side
         return shared_inputs(params, input_context).map(lambda features, labels: (features, labels[side]))
-
-    def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
-        """Mean sparse softmax cross-entropy of the 10-class logits."""
-        loss = keras.losses.sparse_categorical_crossentropy(labels, model_outputs, from_logits=True)
-        return tf.reduce_mean(tf.cast(loss, tf.float32))
-
-    def build_metrics(self, training: bool = True):
-        """Returns `[SparseCategoricalAccuracy("accuracy")]`."""
-        del training
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
 @model_factory.register_model_cls(MultiDigitsModelConfig)

@@ -56,10 +56,10 @@ from official.core import exp_factory
 from official.core import task_factory
 from official.modeling import hyperparams
 
+from experiments import classification
 from multitask import base_model
 from multitask import configs
 from multitask import model_factory
-from multitask.core import base_task
 
 SHAPES = ("circle", "square", "inv_circle")
 SPLITS = ("train", "validation", "test")
@@ -259,7 +259,7 @@ class ShapesClassifier(keras.Model):
 
 
 @task_factory.register_task_cls(ShapesTaskConfig)
-class ShapesTask(base_task.Task):
+class ShapesTask(classification.SparseClassificationTask):
     """Binary classification of points by one of the `SHAPES` rules."""
 
     def __init__(self, params: ShapesTaskConfig, logging_dir: Optional[str] = None, name: Optional[str] = None):
@@ -309,16 +309,6 @@ class ShapesTask(base_task.Task):
         options = tf.data.Options()
         options.autotune.enabled = False
         return dataset.prefetch(2).with_options(options)
-
-    def build_losses(self, labels, model_outputs, aux_losses=None) -> tf.Tensor:
-        """Mean sparse softmax cross-entropy of the 2-class logits."""
-        loss = keras.losses.sparse_categorical_crossentropy(labels, model_outputs, from_logits=True)
-        return tf.reduce_mean(tf.cast(loss, tf.float32))
-
-    def build_metrics(self, training: bool = True):
-        """Returns `[SparseCategoricalAccuracy("accuracy")]`."""
-        del training
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
 @model_factory.register_model_cls(ShapesModelConfig)
