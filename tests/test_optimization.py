@@ -9,6 +9,7 @@ import tensorflow as tf
 from official.core import config_definitions
 from official.modeling import optimization as mg_optimization
 
+from multitask.core import lr_schedule
 from multitask.core import optimization
 
 SGD_01 = {"type": "sgd", "sgd": {"momentum": 0.9}}
@@ -258,8 +259,8 @@ def test_schedules_round_trip_through_keras_serialization():
         warmup={"type": "linear", "linear": {"warmup_steps": 6}},
     )
     restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(lr))
-    assert isinstance(restored, optimization.LinearWarmup)
-    assert isinstance(restored.after_warmup_lr_sched, optimization.OffsetSchedule)
+    assert isinstance(restored, lr_schedule.LinearWarmup)
+    assert isinstance(restored.after_warmup_lr_sched, lr_schedule.OffsetSchedule)
     assert lr_at(restored, [0, 3, 10, 40]) == pytest.approx(lr_at(lr, [0, 3, 10, 40]))
 
 
