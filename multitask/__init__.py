@@ -1,16 +1,13 @@
 """Multi-task learning for Keras 3 on TensorFlow, shaped like Model Garden's.
 
 The library runs on Keras 3 with the TensorFlow backend; importing it selects
-that backend unless `KERAS_BACKEND` names another one, which is refused.
+that backend (`KERAS_BACKEND=tensorflow`, which overrides ~/.keras/keras.json)
+and refuses another one named in the environment.
 """
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import keras  # noqa: E402
-
-if keras.backend.backend() != "tensorflow":
+if os.environ.setdefault("KERAS_BACKEND", "tensorflow") != "tensorflow":
     raise ImportError(
         "multitask needs Keras 3 on the TensorFlow backend, but KERAS_BACKEND="
-        f"{keras.backend.backend()!r}; unset it or set KERAS_BACKEND=tensorflow."
+        f"{os.environ['KERAS_BACKEND']!r}; unset it or set KERAS_BACKEND=tensorflow."
     )

@@ -5,9 +5,14 @@ Reads the TensorBoard summaries the trainer and evaluator wrote
 `MODEL_DIR/report.png`: per-task training loss, and each validation metric
 with one curve per task.
 """
+import os
+
+# TensorFlow's C++ start-up INFO and WARNING lines drown the run's own output;
+# errors still show. Set before TensorFlow is imported; an explicit value wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import collections
 import glob
-import os
 import sys
 from typing import Dict, List, Tuple
 

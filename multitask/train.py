@@ -10,8 +10,13 @@ unknown experiment, a bad override, an invalid setting or an unusable
 model_dir prints one line naming the problem and the valid choices, and the
 launcher exits with status 2.
 """
-import datetime
 import os
+
+# TensorFlow's C++ start-up INFO and WARNING lines drown the run's own output;
+# errors still show. Set before TensorFlow is imported; an explicit value wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import datetime
 import sys
 import types
 from typing import Any, Dict, Optional
