@@ -17,6 +17,11 @@ from multitask import multitask as multitask_lib
 from multitask import results
 
 
+def has_splits(task) -> bool:
+    """Whether the task's data config names its split (so others can be evaluated)."""
+    return "split" in task.task_config.validation_data.as_dict()
+
+
 def split_data_config(task, split: str):
     """Returns the task's `validation_data` pointed at `split`.
 
@@ -24,7 +29,7 @@ def split_data_config(task, split: str):
       ValueError: The task's data config has no `split` field.
     """
     data_config = task.task_config.validation_data
-    if "split" not in data_config.as_dict():
+    if not has_splits(task):
         raise ValueError(
             f"Task {task.name!r}: its validation_data ({type(data_config).__name__}) has no "
             f"`split` field, so split {split!r} cannot be evaluated."

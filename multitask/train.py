@@ -201,10 +201,8 @@ def final_evaluation(multi_task, model):
     Returns:
       `(split, {task: {metric: value}})`.
     """
-    try:
+    if all(scoring.has_splits(task) for task in multi_task.tasks.values()):
         return "test", scoring.evaluate_split(multi_task, model, "test")
-    except ValueError as error:
-        logging.info("No test split (%s); final evaluation on validation data.", error)
     return "validation", evaluator_lib.MultiTaskEvaluator(multi_task.tasks, model).evaluate(-1)
 
 
