@@ -108,3 +108,13 @@ def test_launcher_exits_2_and_leaves_existing_run_untouched(tmp_path):
     result = _launch(tmp_path, "--experiment=nope")
     assert result.returncode == 2 and "unknown experiment 'nope'" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_final_evaluation_falls_back_to_validation_data():
+    import toy
+
+    task = toy.ToyTask(toy.FooConfig())
+    model = task.build_model()
+    split, logs = train.final_evaluation(train.multitask_lib.as_multi_task(task), model)
+    assert split == "validation"
+    assert set(logs["foo"]) == {"validation_loss", "mae"}
