@@ -7,6 +7,8 @@ import sys
 import pytest
 import tensorflow as tf
 
+import toy
+from multitask import multitask
 from multitask import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,10 +113,8 @@ def test_launcher_exits_2_and_leaves_existing_run_untouched(tmp_path):
 
 
 def test_final_evaluation_falls_back_to_validation_data():
-    import toy
-
     task = toy.ToyTask(toy.FooConfig())
     model = task.build_model()
-    split, logs = train.final_evaluation(train.multitask_lib.as_multi_task(task), model)
+    split, logs = train.final_evaluation(multitask.as_multi_task(task), model)
     assert split == "validation"
     assert set(logs["foo"]) == {"validation_loss", "mae"}
