@@ -106,6 +106,77 @@ class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
             warm_start.restore_items(self.checkpoint_items, self._init_checkpoint)
 
 
+class EncoderHead(keras.Model):
+    """A task's sub-model: an encoder (possibly shared) followed by the task's head."""
+
+    def __init__(self, encoder: keras.layers.Layer, head: keras.layers.Layer, **kwargs):
+        """Composes the sub-model.
+
+        Args:
+          encoder: The encoder; pass one object to several sub-models to share it.
+          head: This task's head, applied to the encoder's output.
+          **kwargs: Passed to `keras.Model` (e.g. `name`).
+        """
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.head = head
+        inputs = getattr(encoder, "inputs", None)
+        if inputs is not None:
+            self.inputs = inputs[0] if isinstance(inputs, list) and len(inputs) == 1 else inputs
+
+    def call(self, inputs, training=None):
+        return self.head(self.encoder(inputs, training=training), training=training)
+
+    @property
+    def checkpoint_items(self) -> Dict[str, keras.layers.Layer]:
+        """`{"encoder": encoder}`: a single-task checkpoint then warm-starts an `EncoderHeadsModel`."""
+        return {"encoder": self.encoder}
+
+
+class EncoderHeadsModel(MultiTaskBaseModel):
+    """Tasks that share one encoder and each have a head of their own.
+
+    Besides one sub-model per task (`EncoderHead`), it exposes the split
+    `encode` / `task_outputs`, so that on a shared input the joint trainer runs
+    the encoder once per step for all tasks, and gradient-balancing methods
+    can take gradients with respect to the shared representation.
+    `checkpoint_items` is `{"encoder": encoder}`.
+    """
+
+    def __init__(self, encoder: keras.layers.Layer, heads: Mapping[str, keras.layers.Layer],
+                 init_checkpoint: str = "", **kwargs):
+        """Creates the model.
+
+        Args:
+          encoder: The shared encoder.
+          heads: `{task_name: head}`.
+          init_checkpoint: Optional checkpoint whose "encoder" `initialize()` restores.
+          **kwargs: Passed to `tf.Module`.
+        """
+        self.encoder = encoder
+        self.heads = dict(heads)
+        super().__init__(init_checkpoint=init_checkpoint, **kwargs)
+
+    def _instantiate_sub_tasks(self) -> Dict[str, keras.Model]:
+        return {name: EncoderHead(self.encoder, head, name=name) for name, head in self.heads.items()}
+
+    @property
+    def checkpoint_items(self) -> Dict[str, keras.layers.Layer]:
+        return {"encoder": self.encoder}
+
+    def encode(self, features, training: bool = False):
+        """The shared representation of `features`."""
+        return self.encoder(features, training=training)
+
+    def task_outputs(self, task_name: str, representation, training: bool = False):
+        """Task `task_name`'s outputs from the shared representation."""
+        return self.heads[task_name](representation, training=training)
+
+    def task_layer_losses(self, task_name: str) -> List[tf.Tensor]:
+        """The layer losses of the last `encode` and `task_outputs(task_name)` calls."""
+        return list(self.encoder.losses) + list(self.heads[task_name].losses)
+
+
 def task_model(model, task_name: str) -> keras.Model:
     """Returns the model that serves `task_name`.
 

@@ -16,11 +16,13 @@ import orbit
 import tensorflow as tf
 
 from multitask import base_model
+from multitask import joint_step
 from multitask import multitask as multitask_lib
 from multitask import results as results_lib
 from multitask.core import base_task
+from multitask.weighting import base as weighting_base
 
-_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters")
+_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters", "weighting")
 
 
 class _UntrackedDict(dict):
@@ -49,6 +51,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         optimizer: keras.optimizers.Optimizer,
         trainer_options: Optional[orbit.StandardTrainerOptions] = None,
         train_datasets=None,
+        weighting: Optional[weighting_base.Weighting] = None,
+        rep_grad: bool = False,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -66,11 +70,18 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             `fn(input_context=...)` returning a per-replica-batched dataset, or
             an already distributed dataset (which cannot be repositioned on
             resume). Defaults to each task's `build_inputs(task_config.train_data)`.
+          weighting: A `multitask.weighting.Weighting` that balances the tasks
+            (see `joint_step.balanced_train_step`); by default the joint loss
+            is the sum of `task_weight * loss`, as in Model Garden.
+          rep_grad: Balance gradients with respect to the shared representation
+            instead of the shared parameters (needs a shared dataset and an
+            `EncoderHeadsModel`).
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
-          ValueError: The model cannot be built, or `checkpoint_items` reuse a
-            reserved checkpoint name.
+          ValueError: The model cannot be built, `checkpoint_items` reuse a
+            reserved checkpoint name, or the weighting, `rep_grad`, the task
+            weights and the data do not fit together.
         """
         self._strategy = tf.distribute.get_strategy()
         self._multi_task = multi_task
@@ -88,7 +99,12 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         # Every variable must exist, and the optimizer must track all of them,
         # before the first traced step (interleaved branches update subsets).
         base_model.ensure_built(multi_task_model)
-        optimizer.build(multi_task_model.trainable_variables)
+        self._weighting = weighting
+        self._rep_grad = rep_grad
+        optimizer.build(
+            list(multi_task_model.trainable_variables)
+            + (list(weighting.trainable_variables) if weighting is not None else [])
+        )
         self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
         self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
         self._training_metrics = {
@@ -101,6 +117,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 f"checkpoint_items of {type(multi_task_model).__name__} use reserved names "
                 f"{clashes}; reserved: {', '.join(_RESERVED_CHECKPOINT_NAMES)}."
             )
+        if weighting is not None:
+            checkpoint_items["weighting"] = weighting
         self._checkpoint = tf.train.Checkpoint(
             model=multi_task_model,
             optimizer=optimizer,
@@ -119,8 +137,57 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             if missing:
                 raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
         self._train_sources = train_datasets
+        self._check_balancing()
+        self._diagnostics = self._build_diagnostics()
         # Distributed at the first loop, after a checkpoint may have been restored.
         super().__init__(train_dataset=None, options=trainer_options or orbit.StandardTrainerOptions())
+
+    def _check_balancing(self):
+        """Refuses weighting / rep_grad / task-weight / data combinations that cannot work."""
+        weighting, names = self._weighting, list(self._multi_task.tasks)
+        if weighting is None:
+            if self._rep_grad:
+                raise ValueError("trainer.rep_grad needs a trainer.weighting method to balance gradients.")
+            return
+        if weighting.num_tasks != len(names):
+            raise ValueError(f"The weighting is for {weighting.num_tasks} tasks; the MultiTask has {len(names)}.")
+        weighted = {n: w for n, w in self._multi_task.task_weights.items() if w != 1.0}
+        if weighted:
+            raise ValueError(
+                f"task_weight {weighted} would be ignored by trainer.weighting "
+                f"{getattr(weighting, 'registered_name', type(weighting).__name__)!r}: leave the "
+                "task weights at 1, or use weighting type 'static' with its `weights`."
+            )
+        kind = weighting_base.REPRESENTATION if self._rep_grad else weighting_base.PARAMETER
+        uses_gradients = self._rep_grad or not weighting.loss_level
+        if uses_gradients and kind not in weighting.gradient_kinds:
+            raise ValueError(
+                f"weighting {getattr(weighting, 'registered_name', type(weighting).__name__)!r} takes "
+                f"{' or '.join(weighting.gradient_kinds)} gradients, not {kind} gradients: "
+                f"set trainer.rep_grad to {not self._rep_grad}."
+            )
+        if self._rep_grad:
+            if weighting.trainable_variables:
+                raise ValueError(
+                    "trainer.rep_grad: this weighting learns its weights from the loss, which the "
+                    "representation-gradient path does not differentiate; set rep_grad to False."
+                )
+            if not self._shared_input or not isinstance(self._multi_task_model, base_model.EncoderHeadsModel):
+                raise ValueError(
+                    "trainer.rep_grad needs one shared dataset for all tasks and an EncoderHeadsModel "
+                    "(the representation must be the same for every task)."
+                )
+
+    def _build_diagnostics(self) -> Dict[str, Dict[str, keras.metrics.Mean]]:
+        """Per-task means of the weights (and gradient norms and cosines) a weighting applies."""
+        if self._weighting is None:
+            return {}
+        names = list(self._multi_task.tasks)
+        keys = ["weight"]
+        if self._rep_grad or not self._weighting.loss_level:
+            keys += ["grad_norm"] + [f"grad_cosine_{other}" for other in names]
+        return {name: {key: keras.metrics.Mean(key) for key in keys if key != f"grad_cosine_{name}"}
+                for name in names}
 
     def _batches_consumed(self, name: Optional[str]) -> int:
         """Batches a source has yielded so far: its task's steps, or all steps if shared."""
@@ -228,25 +295,49 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         for metrics in self._training_metrics.values():
             for metric in metrics:
                 metric.reset_state()
+        for metrics in self._diagnostics.values():
+            for metric in metrics.values():
+                metric.reset_state()
 
     def train_step(self, iterator_map):
         """One joint step over all tasks."""
         names = list(self._multi_task.tasks)
 
         def step_fn(inputs):
-            losses = self._multi_task.joint_train_step(
-                self.task_inputs(inputs, names),
-                multi_task_model=self._multi_task_model,
-                optimizer=self._optimizer,
-                task_metrics=self._training_metrics,
-            )
-            for key, loss in losses.items():
-                self._training_losses[key].update_state(loss)
+            shared_features = base_task.split_inputs(inputs)[0] if self._shared_input else None
+            task_inputs = self.task_inputs(inputs, names)
+            if self._weighting is None:
+                logs = self._multi_task.joint_train_step(
+                    task_inputs,
+                    multi_task_model=self._multi_task_model,
+                    optimizer=self._optimizer,
+                    task_metrics=self._training_metrics,
+                    shared_features=shared_features,
+                )
+            else:
+                logs = joint_step.balanced_train_step(
+                    self._multi_task, self._weighting, task_inputs, self._multi_task_model,
+                    self._optimizer, self._training_metrics, shared_features=shared_features,
+                    rep_grad=self._rep_grad,
+                )
+                self._update_diagnostics(names, logs)
+            for key in names + ["total_loss"]:
+                self._training_losses[key].update_state(logs[key])
 
         self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
         self._global_step.assign_add(1)
         for counter in self._task_step_counters.values():
             counter.assign_add(1)
+
+    def _update_diagnostics(self, names, logs):
+        for i, name in enumerate(names):
+            metrics = self._diagnostics[name]
+            metrics["weight"].update_state(logs["weights"][i])
+            if "grad_norms" in logs:
+                metrics["grad_norm"].update_state(logs["grad_norms"][i])
+                for j, other in enumerate(names):
+                    if other != name:
+                        metrics[f"grad_cosine_{other}"].update_state(logs["grad_cosines"][i, j])
 
     def train_loop_end(self) -> Dict[str, Any]:
         """Returns the loop's means as Python numbers.
@@ -257,6 +348,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         for name in self._multi_task.tasks:
             logs = {"training_loss": self._training_losses[name].result()}
             logs.update({metric.name: metric.result() for metric in self._training_metrics[name]})
+            logs.update({key: metric.result() for key, metric in self._diagnostics.get(name, {}).items()})
             logs["task_steps"] = self._task_step_counters[name].read_value()
             result[name] = logs
         result["total_loss"] = self._training_losses["total_loss"].result()

@@ -7,8 +7,8 @@ import tensorflow as tf
 from official.core import config_definitions
 from official.core import task_factory
 
-from multitask import base_model
 from multitask import configs
+from multitask import joint_step
 from multitask.core import base_task
 
 
@@ -121,7 +121,8 @@ class MultiTask(tf.Module):
         """Creates the Keras 3 optimizer shared by all tasks."""
         return base_task.Task.create_optimizer(optimizer_config, runtime_config)
 
-    def joint_train_step(self, task_inputs, multi_task_model, optimizer, task_metrics, **kwargs):
+    def joint_train_step(self, task_inputs, multi_task_model, optimizer, task_metrics,
+                         shared_features=None, **kwargs):
         """One gradient step on the weighted sum of every task's loss.
 
         Each task's loss is `Task.total_loss` on the task's own batch (its data
@@ -133,29 +134,24 @@ class MultiTask(tf.Module):
           multi_task_model: A `MultiTaskBaseModel`, or one keras.Model for all.
           optimizer: A Keras 3 optimizer built on the model's variables.
           task_metrics: `{task_name: [metrics]}`.
+          shared_features: The features every task reads, when they share them;
+            an `EncoderHeadsModel` then runs its encoder once for all tasks.
           **kwargs: Passed to each task's `process_metrics`.
 
         Returns:
           `{task_name: loss, ..., "total_loss": weighted sum}`, unscaled.
         """
-        losses, batches = {}, {}
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            total_loss = tf.constant(0.0, tf.float32)
-            for name, inputs in task_inputs.items():
-                task = self._tasks[name]
-                model = base_model.task_model(multi_task_model, name)
-                features, labels = base_task.split_inputs(inputs)
-                outputs = model(features, training=True)
-                losses[name] = task.total_loss(labels, outputs, model)
-                total_loss += self._task_weights[name] * losses[name]
-                batches[name] = (labels, outputs)
+            losses, outputs, _ = joint_step.task_losses(self, task_inputs, multi_task_model, shared_features)
+            total_loss = tf.add_n([self._task_weights[name] * loss for name, loss in losses.items()])
             scaled_loss = optimizer.scale_loss(total_loss / replicas)
         variables = multi_task_model.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
-        for name, (labels, outputs) in batches.items():
-            self._tasks[name].process_metrics(task_metrics[name], labels, outputs, **kwargs)
+        for name, inputs in task_inputs.items():
+            _, labels = base_task.split_inputs(inputs)
+            self._tasks[name].process_metrics(task_metrics[name], labels, outputs[name], **kwargs)
         losses["total_loss"] = total_loss
         return losses
 
