@@ -17,16 +17,17 @@ split), so no test-split source digit is ever seen in training.
 Data access comes in two forms:
 
 - `shared_inputs(data_config, input_context)`: the shared dataset of
-  `(canvas, {"left": labels, "right": labels})` batches, which
-  `MultiTaskBaseTrainer` accepts as its single `train_datasets` (one forward
-  pass feeds both tasks).
+  `(canvas, {"left": labels, "right": labels})` batches, registered with
+  `multitask.input_factory`; the experiment's `task.shared_train_data` makes
+  the joint trainer read it (each canvas read once, encoded once for both
+  tasks).
 - `MultiDigitsTask.build_inputs`: the same dataset mapped to the task's own
   `(canvas, labels)`, so each task also trains and evaluates alone, and the
-  experiment runs with one dataset per task (the trainers' default).
+  tasks can train with one dataset each (unset `task.shared_train_data`).
 
-The model, `MultiDigitsModel`, shares a small CNN encoder (two 3x3 Conv2D +
-2x2 max-pooling blocks, then a ReLU Dense) between one 10-class softmax head
-per task; `checkpoint_items = {"encoder": cnn}` warm-starts the encoder from
+The model, `MultiDigitsModel`, is an `EncoderHeadsModel`: a small CNN encoder
+(two 3x3 Conv2D + 2x2 max-pooling blocks, then a ReLU Dense) shared by one
+10-class softmax head per task; `checkpoint_items = {"encoder": cnn}` warm-starts the encoder from
 `init_checkpoint`. The encoder flattens its feature map (the position of a
 stroke says which digit it belongs to), so its input width is fixed:
 `MultiDigitsModelConfig.overlap` must equal the data configs' `overlap`.
@@ -47,6 +48,7 @@ from official.modeling import hyperparams
 from experiments import classification
 from multitask import base_model
 from multitask import configs
+from multitask import input_factory
 from multitask import model_factory
 
 SIDES = ("left", "right")
@@ -218,6 +220,7 @@ class MultiDigitsDataConfig(cfg.DataConfig):
     shuffle_buffer_size: int = 20000
 
 
+@input_factory.register_shared_inputs(MultiDigitsDataConfig)
 def shared_inputs(
     data_config: MultiDigitsDataConfig, input_context: Optional[tf.distribute.InputContext] = None
 ) -> tf.data.Dataset:
@@ -299,39 +302,25 @@ class MultiDigitsModelConfig(hyperparams.Config):
     task_names: Tuple[str, ...] = SIDES
 
 
-def build_encoder(overlap: int, filters=(16, 32), dense_units: int = 64, name: str = "encoder") -> keras.Sequential:
-    """Returns the built CNN encoder of `[b, 8, 16 - overlap, 1]` canvases.
+class DigitsEncoder(keras.Model):
+    """The CNN encoder of `[b, 8, 16 - overlap, 1]` canvases.
 
     One 3x3 ReLU Conv2D and one 2x2 max-pooling per entry of `filters`, then
-    Flatten and a ReLU Dense of `dense_units`.
+    Flatten and a ReLU Dense of `dense_units`. Built on creation.
     """
-    layers = [keras.Input((DIGIT_SIZE, canvas_width(overlap), 1))]
-    for count in filters:
-        layers.append(keras.layers.Conv2D(count, 3, padding="same", activation="relu"))
-        layers.append(keras.layers.MaxPooling2D(2, padding="same"))
-    layers += [keras.layers.Flatten(), keras.layers.Dense(dense_units, activation="relu")]
-    return keras.Sequential(layers, name=name)
 
-
-class MultiDigitsClassifier(keras.Model):
-    """An encoder (possibly shared) followed by a 10-class logits head."""
-
-    def __init__(self, encoder: keras.Model, num_classes: int = NUM_CLASSES, **kwargs):
-        """Builds the classifier.
-
-        Args:
-          encoder: The CNN; pass the same object to several classifiers to share it.
-          num_classes: Logits of the head.
-          **kwargs: Passed to `keras.Model` (e.g. `name`).
-        """
+    def __init__(self, overlap: int, filters=(16, 32), dense_units: int = 64, **kwargs):
         super().__init__(**kwargs)
-        self.encoder = encoder
-        self.head = keras.layers.Dense(num_classes, name="head")
-        self.inputs = keras.Input(encoder.input_shape[1:])
-        # Built eagerly: `call` uses TensorFlow ops, which symbolic inputs do not take.
-        self(np.zeros((1,) + tuple(encoder.input_shape[1:]), np.float32))
+        layers = [keras.Input((DIGIT_SIZE, canvas_width(overlap), 1))]
+        for count in filters:
+            layers.append(keras.layers.Conv2D(count, 3, padding="same", activation="relu"))
+            layers.append(keras.layers.MaxPooling2D(2, padding="same"))
+        layers += [keras.layers.Flatten(), keras.layers.Dense(dense_units, activation="relu")]
+        self.cnn = keras.Sequential(layers)
+        self.output_units = dense_units
+        self(np.zeros((1, DIGIT_SIZE, canvas_width(overlap), 1), np.float32))
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         # oneDNN's CPU Conv2D (TensorFlow 2.20) returns a wrongly shaped result
         # for an empty batch, which one replica gets at the end of an evaluation
         # split that does not divide evenly. Such a batch runs as one zero
@@ -339,12 +328,14 @@ class MultiDigitsClassifier(keras.Model):
         batch_size = tf.shape(inputs)[0]
         padding = tf.cast(tf.equal(batch_size, 0), tf.int32)
         inputs = tf.pad(inputs, [[0, padding], [0, 0], [0, 0], [0, 0]])
-        return self.head(self.encoder(inputs))[:batch_size]
+        return self.cnn(inputs, training=training)[:batch_size]
 
-    @property
-    def checkpoint_items(self) -> Dict[str, keras.Model]:
-        """`{"encoder": cnn}`: what a warm start of `MultiDigitsModel` reads."""
-        return {"encoder": self.encoder}
+
+def build_head(encoder: DigitsEncoder, name: str = "head") -> keras.layers.Dense:
+    """A built linear head with one logit per class on the encoder's output."""
+    head = keras.layers.Dense(NUM_CLASSES, name=name)
+    head.build((None, encoder.output_units))
+    return head
 
 
 @task_factory.register_task_cls(MultiDigitsTaskConfig)
@@ -362,11 +353,11 @@ class MultiDigitsTask(classification.SparseClassificationTask):
         check_side(params.side)
         super().__init__(params, logging_dir=logging_dir, name=name)
 
-    def build_model(self) -> MultiDigitsClassifier:
+    def build_model(self) -> base_model.EncoderHead:
         """Returns the task's own encoder (sized by train_data.overlap) and head, built."""
         config = self.task_config
-        encoder = build_encoder(config.train_data.overlap, config.filters, config.dense_units)
-        return MultiDigitsClassifier(encoder, name=self.name)
+        encoder = DigitsEncoder(config.train_data.overlap, config.filters, config.dense_units, name="encoder")
+        return base_model.EncoderHead(encoder, build_head(encoder), name=self.name)
 
     def build_inputs(
         self, params: MultiDigitsDataConfig, input_context: Optional[tf.distribute.InputContext] = None
@@ -377,29 +368,25 @@ class MultiDigitsTask(classification.SparseClassificationTask):
 
 
 @model_factory.register_model_cls(MultiDigitsModelConfig)
-class MultiDigitsModel(base_model.MultiTaskBaseModel):
-    """One `MultiDigitsClassifier` per task over one shared CNN encoder."""
+class MultiDigitsModel(base_model.EncoderHeadsModel):
+    """One shared CNN encoder and a 10-class head per task."""
 
     def __init__(self, config: MultiDigitsModelConfig, init_checkpoint: str = "", **kwargs):
-        """Builds the shared encoder and the sub-models.
+        """Builds the shared encoder and the heads.
 
         Args:
           config: Encoder sizes, overlap and task names.
           init_checkpoint: A checkpoint holding an "encoder" that
             `initialize()` restores.
-          **kwargs: Passed to `MultiTaskBaseModel`.
+          **kwargs: Passed to `EncoderHeadsModel`.
         """
-        self._config = config
-        self.encoder = build_encoder(config.overlap, config.filters, config.dense_units)
-        super().__init__(init_checkpoint=init_checkpoint, **kwargs)
-
-    def _instantiate_sub_tasks(self) -> Dict[str, keras.Model]:
-        return {name: MultiDigitsClassifier(self.encoder, name=name) for name in self._config.task_names}
-
-    @property
-    def checkpoint_items(self) -> Dict[str, keras.Model]:
-        """`{"encoder": the shared CNN}`."""
-        return {"encoder": self.encoder}
+        encoder = DigitsEncoder(config.overlap, config.filters, config.dense_units, name="encoder")
+        super().__init__(
+            encoder,
+            {name: build_head(encoder, f"{name}_head") for name in config.task_names},
+            init_checkpoint=init_checkpoint,
+            **kwargs,
+        )
 
 
 def multi_digits_task_config(side: str, overlap: int = DEFAULT_OVERLAP) -> MultiDigitsTaskConfig:
@@ -426,6 +413,8 @@ def multi_digits() -> configs.MultiTaskExperimentConfig:
                 configs.TaskRoutine(task_name=side, task_config=multi_digits_task_config(side))
                 for side in SIDES
             ),
+            # Both tasks read each canvas once, through one pass of the encoder.
+            shared_train_data=MultiDigitsDataConfig(split="train", overlap=DEFAULT_OVERLAP),
         ),
         trainer=configs.MultiTaskTrainerConfig(
             trainer_type="joint",

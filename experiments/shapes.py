@@ -232,30 +232,9 @@ def build_encoder(hidden_sizes, name: str = "encoder") -> keras.Sequential:
     return keras.Sequential(layers, name=name)
 
 
-class ShapesClassifier(keras.Model):
-    """An encoder (possibly shared) followed by a linear 2-class head."""
-
-    def __init__(self, encoder: keras.Model, num_classes: int = NUM_CLASSES, **kwargs):
-        """Builds the classifier.
-
-        Args:
-          encoder: The MLP; pass the same object to several classifiers to share it.
-          num_classes: Logits of the head.
-          **kwargs: Passed to `keras.Model` (e.g. `name`).
-        """
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.head = keras.layers.Dense(num_classes, name="head")
-        self.inputs = keras.Input((INPUT_DIM,))
-        self(self.inputs)
-
-    def call(self, inputs):
-        return self.head(self.encoder(inputs))
-
-    @property
-    def checkpoint_items(self) -> Dict[str, keras.Model]:
-        """`{"encoder": mlp}`: what a warm start of `ShapesModel` reads."""
-        return {"encoder": self.encoder}
+def build_head(name: str = "head") -> keras.layers.Dense:
+    """A linear head with one logit per class."""
+    return keras.layers.Dense(NUM_CLASSES, name=name)
 
 
 @task_factory.register_task_cls(ShapesTaskConfig)
@@ -271,9 +250,9 @@ class ShapesTask(classification.SparseClassificationTask):
         check_shape(params.shape)
         super().__init__(params, logging_dir=logging_dir, name=name)
 
-    def build_model(self) -> ShapesClassifier:
+    def build_model(self) -> base_model.EncoderHead:
         """Returns the task's own encoder and head, built."""
-        return ShapesClassifier(build_encoder(self.task_config.hidden_sizes), name=self.name)
+        return base_model.EncoderHead(build_encoder(self.task_config.hidden_sizes), build_head(), name=self.name)
 
     def build_inputs(self, params: ShapesDataConfig, input_context: Optional[tf.distribute.InputContext] = None):
         """Returns `(points [b, 2] float32, labels [b] int32)` batches of one split.
@@ -312,29 +291,24 @@ class ShapesTask(classification.SparseClassificationTask):
 
 
 @model_factory.register_model_cls(ShapesModelConfig)
-class ShapesModel(base_model.MultiTaskBaseModel):
-    """One `ShapesClassifier` per task over one shared MLP encoder."""
+class ShapesModel(base_model.EncoderHeadsModel):
+    """One shared MLP encoder and a linear head per task."""
 
     def __init__(self, config: ShapesModelConfig, init_checkpoint: str = "", **kwargs):
-        """Builds the shared encoder and the sub-models.
+        """Builds the shared encoder and the heads.
 
         Args:
           config: Hidden sizes and task names.
           init_checkpoint: A checkpoint holding an "encoder" (e.g. a single-task
             shapes run's model_dir) that `initialize()` restores.
-          **kwargs: Passed to `MultiTaskBaseModel`.
+          **kwargs: Passed to `EncoderHeadsModel`.
         """
-        self._config = config
-        self.encoder = build_encoder(config.hidden_sizes)
-        super().__init__(init_checkpoint=init_checkpoint, **kwargs)
-
-    def _instantiate_sub_tasks(self) -> Dict[str, keras.Model]:
-        return {name: ShapesClassifier(self.encoder, name=name) for name in self._config.task_names}
-
-    @property
-    def checkpoint_items(self) -> Dict[str, keras.Model]:
-        """`{"encoder": the shared MLP}`."""
-        return {"encoder": self.encoder}
+        super().__init__(
+            build_encoder(config.hidden_sizes),
+            {name: build_head(f"{name}_head") for name in config.task_names},
+            init_checkpoint=init_checkpoint,
+            **kwargs,
+        )
 
 
 def shapes_task_config(shape: str, global_batch_size: int = 32) -> ShapesTaskConfig:

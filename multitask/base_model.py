@@ -82,16 +82,7 @@ class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
           ValueError: A sub-model is not built and has no `inputs`.
         """
         for name, model in self._sub_tasks.items():
-            if model.built and model.variables:
-                continue
-            inputs = getattr(model, "inputs", None)
-            if inputs is None or (isinstance(inputs, (list, tuple, dict)) and not inputs):
-                raise ValueError(
-                    f"Sub-model of task {name!r} ({type(model).__name__}) is not built and "
-                    "has no `inputs`: make it a functional model, set `self.inputs` to "
-                    "keras.Input(...) structures, or call it once before training."
-                )
-            model(inputs)
+            build_from_inputs(model, f"Sub-model of task {name!r}")
 
     def initialize(self):
         """Warm-starts `checkpoint_items` from `init_checkpoint`, if both are set.
@@ -123,6 +114,8 @@ class EncoderHead(keras.Model):
         inputs = getattr(encoder, "inputs", None)
         if inputs is not None:
             self.inputs = inputs[0] if isinstance(inputs, list) and len(inputs) == 1 else inputs
+        if encoder.built and head.built:
+            self.built = True
 
     def call(self, inputs, training=None):
         return self.head(self.encoder(inputs, training=training), training=training)
@@ -203,15 +196,35 @@ def check_tasks_in_model(model, task_names) -> None:
         task_model(model, name)
 
 
+def build_from_inputs(model: keras.Model, what: str) -> None:
+    """Calls an unbuilt keras.Model on its `inputs` so that its variables exist.
+
+    Args:
+      model: A functional model, or one that sets `self.inputs` to Keras inputs.
+      what: How error messages name the model.
+
+    Raises:
+      ValueError: The model is not built and has no `inputs`.
+    """
+    if model.built and model.variables:
+        return
+    inputs = getattr(model, "inputs", None)
+    if inputs is None or (isinstance(inputs, (list, tuple, dict)) and not inputs):
+        raise ValueError(
+            f"{what} ({type(model).__name__}) is not built and has no `inputs`: make it a "
+            "functional model, set `self.inputs` to keras.Input(...) structures, or call it "
+            "once before training."
+        )
+    model(inputs)
+
+
 def ensure_built(model) -> None:
     """Creates all variables of `model` before the optimizer is built.
 
     Raises:
-      ValueError: `model` is a plain keras.Model that has never been built.
+      ValueError: A model that is not built and has no `inputs`.
     """
     if isinstance(model, MultiTaskBaseModel):
         model.build()
-    elif not model.built:
-        raise ValueError(
-            f"{type(model).__name__} is not built; call it once or build it before training."
-        )
+    else:
+        build_from_inputs(model, "The model")

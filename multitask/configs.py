@@ -47,11 +47,15 @@ class MultiTaskConfig(hyperparams.Config):
         multi-task model from, read by the model's `initialize()`.
       model: The multi-task model's own config, if it has one.
       task_routines: One `TaskRoutine` per task.
+      shared_train_data: When set, the joint trainer reads one dataset of
+        `(features, {task: labels})` built from it (see `input_factory`)
+        instead of each task's own train_data.
     """
 
     init_checkpoint: str = ""
     model: Optional[hyperparams.Config] = None
     task_routines: Tuple[TaskRoutine, ...] = ()
+    shared_train_data: Optional[cfg.DataConfig] = None
 
     def validate(self):
         super().validate()
@@ -94,6 +98,60 @@ class TaskSamplingConfig(hyperparams.OneOfConfig):
 
 
 @dataclasses.dataclass
+class WeightingConfig(hyperparams.Config):
+    """A task-balancing method of `multitask.weighting` for the joint trainer.
+
+    `type` names the method ("" keeps Model Garden's sum of task_weight *
+    loss); the other fields are the hyper-parameters of the methods, flat as
+    in `{type: mgda, normalization: l2}`. Unset ones take the method's default;
+    setting one the method does not take is an error.
+    """
+
+    type: str = ""
+    recompute_every: Optional[int] = None
+    weights: Optional[Tuple[float, ...]] = None
+    temperature: Optional[float] = None
+    seed: Optional[int] = None
+    alpha: Optional[float] = None
+    learning_rate: Optional[float] = None
+    normalization: Optional[str] = None
+    beta: Optional[float] = None
+    beta_sigma: Optional[float] = None
+    c: Optional[float] = None
+    rescale: Optional[int] = None
+    leak: Optional[float] = None
+    update_weights_every: Optional[int] = None
+    optim_niter: Optional[int] = None
+    max_norm: Optional[float] = None
+
+    def hyperparameters(self) -> dict:
+        """The hyper-parameters that are set, by name."""
+        return {key: value for key, value in self.as_dict().items() if key != "type" and value is not None}
+
+    def validate(self):
+        if self.type:
+            # Imported here: the weighting package pulls in TensorFlow.
+            from multitask import weighting  # pylint: disable=g-import-not-at-top
+
+            if self.type not in weighting.known_weightings():
+                raise ValueError(
+                    f"trainer.weighting.type is {self.type!r}; known: "
+                    f"{', '.join(weighting.known_weightings())}."
+                )
+            unknown = sorted(set(self.hyperparameters()) - set(weighting.hyperparameters(self.type)))
+            if unknown:
+                raise ValueError(
+                    f"trainer.weighting: {self.type!r} does not take {', '.join(unknown)}; it takes: "
+                    f"{', '.join(weighting.hyperparameters(self.type)) or 'no hyper-parameters'}."
+                )
+        elif self.hyperparameters():
+            raise ValueError(
+                f"trainer.weighting sets {', '.join(sorted(self.hyperparameters()))} without a type."
+            )
+        super().validate()
+
+
+@dataclasses.dataclass
 class MultiTaskTrainerConfig(cfg.TrainerConfig):
     """Model Garden's `TrainerConfig` plus the choice of multi-task trainer.
 
@@ -101,12 +159,17 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
       trainer_type: "joint" (one backward pass over the weighted task losses) or
         "interleaving" (one sampled task per step).
       task_sampler: The interleaving trainer's task sampler.
+      weighting: The joint trainer's task-balancing method.
+      rep_grad: Balance gradients with respect to the shared representation
+        instead of the shared parameters (joint trainer, shared input).
     """
 
     trainer_type: str = "interleaving"
     task_sampler: TaskSamplingConfig = dataclasses.field(
         default_factory=lambda: TaskSamplingConfig(type="proportional")
     )
+    weighting: WeightingConfig = dataclasses.field(default_factory=WeightingConfig)
+    rep_grad: bool = False
 
     def validate(self):
         # Own checks first: the base validate() exports the whole config, which
@@ -118,6 +181,14 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
             )
         if self.trainer_type == "interleaving":
             self.task_sampler.validate()
+            if self.weighting.type or self.rep_grad:
+                raise ValueError(
+                    "trainer.weighting and trainer.rep_grad balance the joint trainer's tasks; with "
+                    "trainer_type 'interleaving' one task trains per step. Use trainer_type 'joint'."
+                )
+        self.weighting.validate()
+        if self.rep_grad and not self.weighting.type:
+            raise ValueError("trainer.rep_grad needs a trainer.weighting.type.")
         super().validate()
 
 

@@ -6,6 +6,7 @@ one task and evaluates several. Both resume from the latest checkpoint in
 `model_dir`, write summaries to `model_dir/train` and `model_dir/validation`,
 and keep checkpoints with `trainer.max_to_keep` / `trainer.checkpoint_interval`.
 """
+import functools
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -18,9 +19,11 @@ from multitask import base_model
 from multitask import base_trainer
 from multitask import configs
 from multitask import evaluator as evaluator_lib
+from multitask import input_factory
 from multitask import interleaving_trainer
 from multitask import multitask as multitask_lib
 from multitask import task_sampler
+from multitask import weighting
 from multitask.core import base_task
 from multitask.core import checkpoint_exporter
 
@@ -64,6 +67,9 @@ def get_trainer(
             multi_task_model=model,
             optimizer=task.create_optimizer(params.trainer.optimizer_config, params.runtime),
         )
+        shared_data = getattr(params.task, "shared_train_data", None)
+        if shared_data is not None:
+            kwargs["train_datasets"] = functools.partial(input_factory.build_shared_inputs, shared_data)
         if trainer_type == "interleaving":
             sampling = getattr(params.trainer, "task_sampler", None)
             kwargs["task_sampler"] = (
@@ -71,6 +77,11 @@ def get_trainer(
                 if sampling is not None
                 else task_sampler.UniformTaskSampler(task.task_weights)
             )
+        elif params.trainer.weighting.type:
+            kwargs["weighting"] = weighting.get_weighting(
+                params.trainer.weighting.type, len(task.tasks), **params.trainer.weighting.hyperparameters()
+            )
+            kwargs["rep_grad"] = params.trainer.rep_grad
         return TRAINERS[trainer_type](**kwargs)
 
 
