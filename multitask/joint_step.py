@@ -162,9 +162,12 @@ def balanced_train_step(multi_task, weighting, task_inputs, model, optimizer, ta
             # global batch (per-example gradients of the local mean are
             # `replicas` times those of the global mean).
             context = tf.distribute.get_replica_context()
-            gathered = per_task if replicas == 1 else context.all_gather(
-                tf.reshape(per_task, [len(names), tf.shape(representation)[0], -1]), axis=1)
-            gathered = tf.reshape(gathered, [len(names), -1]) / replicas
+            # Static sizes where known (drop_remainder batches), as XLA needs.
+            batch = representation.shape[0] or tf.shape(representation)[0]
+            per_example = tf.reshape(per_task, [len(names), batch, -1])
+            gathered = per_example if replicas == 1 else context.all_gather(per_example, axis=1)
+            width = gathered.shape[1] * gathered.shape[2] if gathered.shape[1:].is_fully_defined() else -1
+            gathered = tf.reshape(gathered, [len(names), width]) / replicas
             combined, weights = weighting.aggregate(global_mean, gathered)
             norms, cosines = gradient_diagnostics(gathered)
             local_part = _local_slice(combined, representation, replicas)
