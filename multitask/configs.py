@@ -123,6 +123,9 @@ class WeightingConfig(hyperparams.Config):
     update_weights_every: Optional[int] = None
     optim_niter: Optional[int] = None
     max_norm: Optional[float] = None
+    norm_eps: Optional[float] = None
+    reg_eps: Optional[float] = None
+    max_iters: Optional[int] = None
 
     def hyperparameters(self) -> dict:
         """The hyper-parameters that are set, by name."""

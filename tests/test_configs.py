@@ -76,3 +76,29 @@ def test_multi_eval_config_validates_eval_tasks():
     )
     with pytest.raises(ValueError, match="eval_tasks: duplicated task name 'foo'"):
         params.validate()
+
+
+def test_weighting_config_reaches_every_hyperparameter():
+    from multitask import weighting
+
+    fields = set(configs.WeightingConfig().as_dict())
+    for name in weighting.known_weightings():
+        assert set(weighting.hyperparameters(name)) <= fields, name
+
+
+def test_weighting_config_validation():
+    joint = dict(trainer_type="joint")
+    configs.MultiTaskTrainerConfig(weighting={"type": "mgda", "normalization": "l2"}, **joint).validate()
+    with pytest.raises(ValueError, match="weighting.type is 'magic'; known: .*mgda"):
+        configs.MultiTaskTrainerConfig(weighting={"type": "magic"}, **joint).validate()
+    with pytest.raises(ValueError, match="'dwa' does not take alpha; it takes: temperature"):
+        configs.MultiTaskTrainerConfig(weighting={"type": "dwa", "alpha": 2.0}, **joint).validate()
+    with pytest.raises(ValueError, match="sets temperature without a type"):
+        configs.MultiTaskTrainerConfig(weighting={"temperature": 2.0}, **joint).validate()
+    with pytest.raises(ValueError, match="rep_grad needs a trainer.weighting.type"):
+        configs.MultiTaskTrainerConfig(rep_grad=True, **joint).validate()
+    with pytest.raises(ValueError, match="Use trainer_type 'joint'"):
+        configs.MultiTaskTrainerConfig(
+            trainer_type="interleaving", task_sampler={"type": "uniform"}, weighting={"type": "ew"}
+        ).validate()
+
