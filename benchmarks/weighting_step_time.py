@@ -5,10 +5,11 @@
 Each method trains the `multi_digits` model (shared CNN, two heads, one shared
 dataset, global batch 64) with the joint trainer, with parameter gradients
 (rep_grad off) and with representation gradients (rep_grad on) where the
-method takes them. After a warm-up loop (tracing), `--steps` steps run in one
-`tf.function` loop; the table shows the median seconds per step over
-`--repeats` loops and the ratio to EW's time (EW without rep_grad takes one
-backward pass; with rep_grad, EW goes through the gradient path).
+method takes them. All trainers are built and traced first; then each round
+times `--steps` steps (one `tf.function` loop) of every trainer in turn, and
+the table shows the median seconds per step over `--repeats` rounds and the
+ratio to EW's (EW without rep_grad takes one backward pass; with rep_grad, EW
+goes through the gradient path).
 """
 import argparse
 import json
@@ -35,26 +36,36 @@ def modes(method: str):
             if kind in kinds]
 
 
-def seconds_per_step(method: str, rep_grad: bool, steps: int, repeats: int) -> float:
-    """Median seconds per training step of `method`."""
+def build_trainer(method: str, rep_grad: bool) -> base_trainer.MultiTaskBaseTrainer:
+    """A joint trainer of the multi_digits model balanced by `method`."""
     keras.utils.set_random_seed(0)
     data = multi_digits.MultiDigitsDataConfig(split="train", global_batch_size=64)
     tasks = multitask.MultiTask(
         [multi_digits.MultiDigitsTask(multi_digits.multi_digits_task_config(side)) for side in multi_digits.SIDES]
     )
     model = multi_digits.MultiDigitsModel(multi_digits.MultiDigitsModelConfig())
-    trainer = base_trainer.MultiTaskBaseTrainer(
+    return base_trainer.MultiTaskBaseTrainer(
         tasks, model, keras.optimizers.Adam(1e-3),
         train_datasets=lambda input_context=None: multi_digits.shared_inputs(data, input_context),
         weighting=weighting.get_weighting(method, len(tasks.tasks)), rep_grad=rep_grad,
     )
-    trainer.train(tf.constant(steps))
-    times = []
+
+
+def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
+    """Median seconds per step of each trainer, timed in turn (A, B, ..., A, B, ...).
+
+    Timing every trainer once per round spreads slow phases of the machine over
+    all of them instead of over the few measured at that moment.
+    """
+    for trainer in trainers.values():
+        trainer.train(tf.constant(steps))  # traces the loop
+    times = {key: [] for key in trainers}
     for _ in range(repeats):
-        start = time.perf_counter()
-        trainer.train(tf.constant(steps))
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+        for key, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer.train(tf.constant(steps))
+            times[key].append((time.perf_counter() - start) / steps)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def main():
@@ -63,13 +74,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="weighting_step_time.json")
     args = parser.parse_args()
-    results = {}
+    trainers = {}
     for method in weighting.known_weightings():
         for rep_grad in modes(method):
             try:
-                results[(method, rep_grad)] = seconds_per_step(method, rep_grad, args.steps, args.repeats)
+                trainers[(method, rep_grad)] = build_trainer(method, rep_grad)
             except ValueError as error:  # a combination the trainer refuses
-                print(f"skip {method} rep_grad={rep_grad}: {error}")
+                print(f"skip {method} rep_grad={rep_grad}: {str(error).splitlines()[0]}")
+    results = interleaved_seconds_per_step(trainers, args.steps, args.repeats)
     reference = results[("ew", False)]
     print(f"\n{'method':<12} {'rep_grad':<9} {'ms/step':>8} {'x ew':>6}")
     for (method, rep_grad), seconds in results.items():
