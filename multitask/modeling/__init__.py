@@ -1,0 +1,1 @@
+"""Configurable building blocks of multi-task models: encoders, heads, architectures."""
