@@ -19,6 +19,8 @@ setuptools.setup(
         "keras>=3",
         "gin-config",
         "scikit-learn",
+        # The penguins experiment's data (CC0), bundled with the package.
+        "palmerpenguins",
         "matplotlib",
     ],
     extras_require={"test": ["pytest"]},

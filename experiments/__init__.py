@@ -7,6 +7,8 @@ multi-task model with `multitask.model_factory` and its experiment configs with
 - `experiments.shapes`: `shapes`, `shapes_interleaving`,
   `shapes_circle_single`, `shapes_warm_start`.
 - `experiments.multi_digits`: `multi_digits`.
+- `experiments.penguins`: `penguins`.
 """
 from experiments import shapes  # noqa: F401
 from experiments import multi_digits  # noqa: F401
+from experiments import penguins  # noqa: F401
