@@ -42,9 +42,11 @@ def test_masked_mean_uses_the_global_count_on_each_replica(two_cpu_strategy):
     ("binary", {}, [1, np.nan, 0, -1, 1, 0]),
     ("regression", dict(loss="huber"), [0.3, np.nan, -1.2, 2.0, np.nan, 0.1]),
     ("contrastive", {}, [0, -1, 0, 1, 1, -1]),
-    ("ranking", {}, [0, 1, -1, 0, 1, -1]),
+    # A margin of 2 (the diameter of the unit sphere) keeps every triplet active.
+    ("ranking", dict(margin=2.0), [0, 1, -1, 0, 1, -1]),
 ])
 def test_partial_labels_give_the_loss_and_gradients_of_the_labelled_subset(type_, kwargs, labels):
+    keras.utils.set_random_seed(0)
     head = head_task.build_head({"type": type_, **kwargs})
     labels = np.array(labels)
     # Regression targets may be negative: only NaN is missing there.
@@ -71,7 +73,7 @@ def _multi_task():
     )
 
 
-def _train(strategy, trainer_type, init=None, method=None, steps=3):
+def _train(strategy, trainer_type, init=None, method=None, rep_grad=False, steps=3):
     """Trains from `init` on the toy data; returns (variables before, after, logs)."""
     keras.utils.set_random_seed(0)
     shared = head_toy.PartialDataConfig(repeat=True)
@@ -86,7 +88,7 @@ def _train(strategy, trainer_type, init=None, method=None, steps=3):
         else:
             trainer = base_trainer.MultiTaskBaseTrainer(
                 multi_task, model, optimizer,
-                weighting=weighting.get_weighting(method, 2) if method else None,
+                weighting=weighting.get_weighting(method, 2) if method else None, rep_grad=rep_grad,
                 train_datasets=lambda input_context=None: head_toy.partial_inputs(shared, input_context),
             )
     if init is not None:
@@ -97,11 +99,13 @@ def _train(strategy, trainer_type, init=None, method=None, steps=3):
     return before, [v.numpy() for v in model.trainable_variables], logs
 
 
-@pytest.mark.parametrize("trainer_type, method", [("joint", None), ("joint", "mgda"), ("interleaving", None)])
-def test_one_and_two_replicas_agree(two_cpu_strategy, trainer_type, method):
+@pytest.mark.parametrize("trainer_type, method, rep_grad", [
+    ("joint", None, False), ("joint", "mgda", False), ("joint", "mgda", True), ("interleaving", None, False),
+])
+def test_one_and_two_replicas_agree(two_cpu_strategy, trainer_type, method, rep_grad):
     """The halves of each batch of 8 hold different numbers of labels (head_toy)."""
-    init, one_after, one_logs = _train(tf.distribute.get_strategy(), trainer_type, method=method)
-    _, two_after, two_logs = _train(two_cpu_strategy, trainer_type, init=init, method=method)
+    init, one_after, one_logs = _train(tf.distribute.get_strategy(), trainer_type, method=method, rep_grad=rep_grad)
+    _, two_after, two_logs = _train(two_cpu_strategy, trainer_type, init=init, method=method, rep_grad=rep_grad)
     for one, two in zip(one_after, two_after):
         np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
     for name in ("kind", "size"):
