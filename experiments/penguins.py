@@ -76,7 +76,11 @@ def split_indices(num_rows: int, seed: int = DEFAULT_SEED) -> Dict[str, np.ndarr
     order = np.random.default_rng(seed).permutation(num_rows)
     train = int(SPLIT_FRACTIONS[0] * num_rows)
     validation = int(SPLIT_FRACTIONS[1] * num_rows)
-    return {"train": order[:train], "validation": order[train : train + validation], "test": order[train + validation :]}
+    return {
+        "train": order[:train],
+        "validation": order[train : train + validation],
+        "test": order[train + validation :],
+    }
 
 
 def penguins_arrays(split: str, seed: int = DEFAULT_SEED) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
@@ -164,6 +168,10 @@ def penguins_inputs(
     return dataset.prefetch(2).with_options(options)
 
 
+def _head_config(name: str) -> head_task.HeadConfig:
+    return head_task.HeadConfig(**HEADS[name])
+
+
 @dataclasses.dataclass
 class PenguinsModelConfig(hyperparams.Config):
     """An MLP encoder shared by one head per task.
@@ -174,11 +182,9 @@ class PenguinsModelConfig(hyperparams.Config):
     """
 
     hidden_sizes: Tuple[int, ...] = (32, 32)
-    species: head_task.HeadConfig = dataclasses.field(default_factory=lambda: head_task.HeadConfig(**HEADS["species"]))
-    sex: head_task.HeadConfig = dataclasses.field(default_factory=lambda: head_task.HeadConfig(**HEADS["sex"]))
-    body_mass: head_task.HeadConfig = dataclasses.field(
-        default_factory=lambda: head_task.HeadConfig(**HEADS["body_mass"])
-    )
+    species: head_task.HeadConfig = dataclasses.field(default_factory=lambda: _head_config("species"))
+    sex: head_task.HeadConfig = dataclasses.field(default_factory=lambda: _head_config("sex"))
+    body_mass: head_task.HeadConfig = dataclasses.field(default_factory=lambda: _head_config("body_mass"))
 
 
 def build_encoder(hidden_sizes) -> keras.Sequential:
@@ -211,7 +217,7 @@ def penguins_task_config(name: str, global_batch_size: int = 32) -> head_task.He
         raise ValueError(f"task is {name!r}; allowed: {', '.join(TASKS)}.")
     return head_task.HeadTaskConfig(
         name=name,
-        head=head_task.HeadConfig(**HEADS[name]),
+        head=_head_config(name),
         train_data=PenguinsDataConfig(split="train", global_batch_size=global_batch_size),
         validation_data=PenguinsDataConfig(
             split="validation", global_batch_size=global_batch_size, is_training=False, drop_remainder=False

@@ -40,7 +40,7 @@ from official.modeling import hyperparams
 from multitask import base_model
 from multitask import input_factory
 from multitask.core import base_task
-from multitask.modeling import heads  # noqa: F401  (registers the built-in heads)
+from multitask.modeling import heads  # also registers the built-in heads
 from multitask.modeling import registry
 
 
@@ -85,14 +85,17 @@ class HeadConfig(hyperparams.Config):
 
 def head_arguments(builder) -> Tuple[str, ...]:
     """The keyword arguments a head class (with its base heads) or factory takes, besides Layer's."""
-    classes = [c for c in inspect.getmro(builder) if issubclass(c, heads.Head)] if inspect.isclass(builder) else [builder]
+    if inspect.isclass(builder):
+        functions = [c.__init__ for c in inspect.getmro(builder) if issubclass(c, heads.Head)]
+    else:
+        functions = [builder]
     names = []
-    for function in classes:
-        target = function.__init__ if inspect.isclass(function) else function
-        for parameter in inspect.signature(target).parameters.values():
-            if parameter.name != "self" and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
-                if parameter.name not in names and parameter.name != "output_units":
-                    names.append(parameter.name)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    for function in functions:
+        for parameter in inspect.signature(function).parameters.values():
+            # `output_units` is set by each head class itself.
+            if parameter.kind in named and parameter.name not in ("self", "output_units", *names):
+                names.append(parameter.name)
     return tuple(names)
 
 
@@ -170,7 +173,7 @@ class HeadTask(base_task.Task):
         encoder = registry.ENCODERS.build(self.task_config.encoder)
         return base_model.EncoderHead(encoder, build_head(self.task_config.head, name="head"), name=self.name)
 
-    def build_inputs(self, params, input_context: Optional[tf.distribute.InputContext] = None) -> tf.data.Dataset:
+    def build_inputs(self, params, input_context: Optional[tf.distribute.InputContext] = None):
         """Returns `(features, this task's labels)` batches from the registered reader of `params`.
 
         Raises:

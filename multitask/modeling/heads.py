@@ -304,7 +304,7 @@ class RegressionHead(Head):
 
 
 def _pair_masks(labels):
-    """`(ids, valid [b], positive pairs [b, b], negative pairs [b, b])` of id labels.
+    """`(positive pairs [b, b], negative pairs [b, b])` of id labels.
 
     Pairs join two different labelled examples; positive ones share an id.
     """
@@ -313,7 +313,7 @@ def _pair_masks(labels):
     both = tf.logical_and(valid[:, None], valid[None, :])
     others = tf.logical_and(both, tf.logical_not(tf.eye(tf.shape(ids)[0], dtype=tf.bool)))
     same = tf.equal(ids[:, None], ids[None, :])
-    return ids, valid, tf.logical_and(others, same), tf.logical_and(others, tf.logical_not(same))
+    return tf.logical_and(others, same), tf.logical_and(others, tf.logical_not(same))
 
 
 def _recall_at_1(scores, positives, others):
@@ -347,7 +347,7 @@ class _EmbeddingHead(Head):
         return [keras.metrics.Mean(name="recall_at_1")]
 
     def update_metrics(self, metrics, labels, outputs):
-        _, _, positives, negatives = _pair_masks(labels)
+        positives, negatives = _pair_masks(labels)
         hits = _recall_at_1(self.scores(outputs), positives, tf.logical_or(positives, negatives))
         weight = _float32(tf.reduce_any(positives, axis=1))
         for metric in metrics:
@@ -389,10 +389,10 @@ class ContrastiveHead(_EmbeddingHead):
         return tf.matmul(outputs, outputs, transpose_b=True)
 
     def label_mask(self, labels):
-        return _float32(tf.reduce_any(_pair_masks(labels)[2], axis=1))
+        return _float32(tf.reduce_any(_pair_masks(labels)[0], axis=1))
 
     def per_example_loss(self, labels, outputs):
-        _, _, positives, negatives = _pair_masks(labels)
+        positives, negatives = _pair_masks(labels)
         others = tf.logical_or(positives, negatives)
         logits = self.scores(outputs) / self.temperature
         # A large finite value, not -inf: rows without any other example stay finite.
@@ -448,18 +448,21 @@ class RankingHead(_EmbeddingHead):
         return -self.distances(outputs)
 
     def label_mask(self, labels):
-        _, _, positives, negatives = _pair_masks(labels)
+        positives, negatives = _pair_masks(labels)
         return _float32(tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1)))
 
     def per_example_loss(self, labels, outputs):
-        _, _, positives, negatives = _pair_masks(labels)
+        positives, negatives = _pair_masks(labels)
         distances = self.distances(outputs)
         if self.mining == "hard":
+            far = tf.fill(tf.shape(distances), 1e9)
             hardest_positive = tf.reduce_max(tf.where(positives, distances, tf.zeros_like(distances)), axis=1)
-            hardest_negative = tf.reduce_min(tf.where(negatives, distances, tf.fill(tf.shape(distances), 1e9)), axis=1)
+            hardest_negative = tf.reduce_min(tf.where(negatives, distances, far), axis=1)
             loss = tf.nn.relu(hardest_positive - hardest_negative + self.margin)
         else:
             triplets = _float32(tf.logical_and(positives[:, :, None], negatives[:, None, :]))
             margins = tf.nn.relu(distances[:, :, None] - distances[:, None, :] + self.margin)
-            loss = tf.math.divide_no_nan(tf.reduce_sum(triplets * margins, axis=[1, 2]), tf.reduce_sum(triplets, axis=[1, 2]))
+            loss = tf.math.divide_no_nan(
+                tf.reduce_sum(triplets * margins, axis=[1, 2]), tf.reduce_sum(triplets, axis=[1, 2])
+            )
         return loss * self.label_mask(labels)
