@@ -3,11 +3,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from official.core import exp_factory
 
+import experiments  # noqa: F401  (registers the experiments)
 import toy
 from multitask import base_model
 from multitask import base_trainer
 from multitask import interleaving_trainer
+from multitask import model_factory
 from multitask import multitask
 from multitask import task_sampler
 from multitask import weighting
@@ -173,3 +176,14 @@ def test_gradient_weighting_with_all_shared_parameters_frozen_is_a_clear_error()
     model.freeze("encoder")
     with pytest.raises(ValueError, match="'pcgrad' balances the gradients of the shared parameters"):
         trainer.train(tf.constant(1))
+
+
+def test_config_starts_with_parts_frozen():
+    params = exp_factory.get_exp_config("shapes")
+    params.override({"task": {"frozen_parts": ["encoder", "square"]}})
+    model = model_factory.build_model(params.task)
+    assert not model.encoder.trainable and not model.heads["square"].trainable
+    assert model.heads["circle"].trainable
+    params.override({"task": {"frozen_parts": ["decoder"]}})
+    with pytest.raises(ValueError, match="task.frozen_parts: ShapesModel has no part 'decoder'; parts: encoder, "):
+        model_factory.build_model(params.task)
