@@ -44,7 +44,7 @@ def build_model(config: configs.MultiTaskConfig) -> base_model.MultiTaskBaseMode
             f"builder; registered: {known}."
         ) from error
     model = builder(config.model, init_checkpoint=config.init_checkpoint)
-    for part in getattr(config, "frozen_parts", None) or ():
+    for part in config.frozen_parts:
         try:
             model.freeze(part)
         except KeyError as error:
