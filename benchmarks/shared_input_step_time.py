@@ -1,6 +1,6 @@
 """Joint step time on a shared input: the encoder once per step vs once per task.
 
-    python -m benchmarks.shared_input_step_time [--tasks 2 3 8] [--steps 40] [--repeats 3]
+    python -m benchmarks.shared_input_step_time [--tasks 2 3 8] [--steps 20] [--repeats 7]
         [--batch 256] [--out shared_input.json]
 
 T tasks read one `multi_digits` dataset (the canvas; task i predicts the left
@@ -85,8 +85,8 @@ def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 3, 8])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--out", default="shared_input_step_time.json")
     args = parser.parse_args()
