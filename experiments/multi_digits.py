@@ -302,15 +302,19 @@ class MultiDigitsModelConfig(hyperparams.Config):
     task_names: Tuple[str, ...] = SIDES
 
 
+@keras.saving.register_keras_serializable(package="multi_digits")
 class DigitsEncoder(keras.Model):
     """The CNN encoder of `[b, 8, 16 - overlap, 1]` canvases.
 
     One 3x3 ReLU Conv2D and one 2x2 max-pooling per entry of `filters`, then
-    Flatten and a ReLU Dense of `dense_units`. Built on creation.
+    Flatten and a ReLU Dense of `dense_units`. Built on creation; serializable,
+    so an exported model (`multitask.export`) reloads with `keras.saving.load_model`.
     """
 
     def __init__(self, overlap: int, filters=(16, 32), dense_units: int = 64, **kwargs):
         super().__init__(**kwargs)
+        self._config = {"overlap": int(overlap), "filters": [int(f) for f in filters],
+                        "dense_units": int(dense_units)}
         layers = [keras.Input((DIGIT_SIZE, canvas_width(overlap), 1))]
         for count in filters:
             layers.append(keras.layers.Conv2D(count, 3, padding="same", activation="relu"))
@@ -329,6 +333,9 @@ class DigitsEncoder(keras.Model):
         padding = tf.cast(tf.equal(batch_size, 0), tf.int32)
         inputs = tf.pad(inputs, [[0, padding], [0, 0], [0, 0], [0, 0]])
         return self.cnn(inputs, training=training)[:batch_size]
+
+    def get_config(self):
+        return {**super().get_config(), **self._config}
 
 
 def build_head(encoder: DigitsEncoder, name: str = "head") -> keras.layers.Dense:

@@ -4,6 +4,9 @@ Subclasses create the shared layers once, pass them into each task's
 sub-model through its constructor, and return the sub-models from
 `_instantiate_sub_tasks`. A layer passed into several sub-models is one set of
 variables, updated by every task that uses it.
+
+Any part of the model can be frozen and unfrozen between `train()` calls
+(`freeze` / `unfreeze`); the trainers pick the change up at their next loop.
 """
 import abc
 from typing import Dict, List, Mapping
@@ -29,6 +32,14 @@ def unique_variables(models) -> List[tf.Variable]:
     return result
 
 
+class _FrozenLayers(dict):
+    """`{id(layer): (layer, its variables that freezing made non-trainable)}`.
+
+    A dict subclass, so `tf.Module` neither wraps nor tracks it: freezing does
+    not change the checkpoint's structure.
+    """
+
+
 class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
     """Holds one `keras.Model` per task, sharing layers between them."""
 
@@ -42,6 +53,7 @@ class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
         """
         super().__init__(**kwargs)
         self._init_checkpoint = init_checkpoint
+        self._frozen = _FrozenLayers()
         self._sub_tasks = self._instantiate_sub_tasks()
 
     @abc.abstractmethod
@@ -62,6 +74,82 @@ class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
     def variables(self) -> List[tf.Variable]:
         """All variables of all sub-models, shared ones listed once."""
         return unique_variables(m.variables for m in self._sub_tasks.values())
+
+    @property
+    def optimizer_variables(self) -> List[tf.Variable]:
+        """The trainable variables as if nothing were frozen.
+
+        The trainers build the optimizer on these, so a part frozen before the
+        trainer exists can be unfrozen later, and the optimizer's variables
+        (and checkpoint) do not depend on what is frozen. Without frozen parts
+        this is `trainable_variables`, in the same order.
+        """
+        frozen = {id(v) for _, variables in self._frozen.values() for v in variables}
+        return [v for v in self.variables if v.trainable or id(v) in frozen]
+
+    @property
+    def parts(self) -> Dict[str, keras.layers.Layer]:
+        """The named parts `freeze` and `unfreeze` accept; none by default.
+
+        Subclasses return e.g. `{"encoder": ..., <task>: <task's head>}`.
+        """
+        return {}
+
+    def _resolve_part(self, part) -> keras.layers.Layer:
+        if isinstance(part, keras.layers.Layer):
+            owned = {id(v) for v in self.variables}
+            if not part.variables or any(id(v) not in owned for v in part.variables):
+                raise ValueError(
+                    f"Layer {part.name!r} is not a built part of this {type(self).__name__}: "
+                    "freeze takes a layer whose variables belong to the model."
+                )
+            return part
+        parts = self.parts
+        if part not in parts:
+            raise KeyError(
+                f"{type(self).__name__} has no part {part!r}; parts: {', '.join(parts) or 'none'} "
+                "(or pass one of its keras layers)."
+            )
+        return parts[part]
+
+    def freeze(self, part) -> None:
+        """Stops training `part`: its variables get no updates until `unfreeze`.
+
+        The part's layer gets `trainable = False` (Keras semantics: its
+        variables leave `trainable_variables`, so no optimizer update, momentum
+        or weight decay touches them; a frozen BatchNormalization runs in
+        inference mode). Call it between `train()` calls, e.g. from user code or
+        an orbit Controller action; the trainer retraces its loop once at its
+        next `train()`.
+
+        Args:
+          part: A name from `parts` (for an `EncoderHeadsModel`: "encoder" or a
+            task name, meaning that task's head) or any built keras layer of
+            the model.
+
+        Raises:
+          KeyError: An unknown part name (the message lists `parts`).
+          ValueError: A layer that is not part of the model.
+        """
+        layer = self._resolve_part(part)
+        if id(layer) not in self._frozen:
+            self._frozen[id(layer)] = (layer, list(layer.trainable_variables))
+        layer.trainable = False
+
+    def unfreeze(self, part) -> None:
+        """Resumes training a part `freeze` froze; the optimizer state is kept.
+
+        Args:
+          part: As for `freeze`. Setting `trainable = True` on a layer unfreezes
+            its sub-layers too (Keras semantics).
+
+        Raises:
+          KeyError: An unknown part name.
+          ValueError: A layer that is not part of the model.
+        """
+        layer = self._resolve_part(part)
+        self._frozen.pop(id(layer), None)
+        layer.trainable = True
 
     @property
     def checkpoint_items(self) -> Dict[str, tf.__internal__.tracking.Trackable]:
@@ -157,6 +245,17 @@ class EncoderHeadsModel(MultiTaskBaseModel):
     def checkpoint_items(self) -> Dict[str, keras.layers.Layer]:
         return {"encoder": self.encoder}
 
+    @property
+    def parts(self) -> Dict[str, keras.layers.Layer]:
+        """`{"encoder": encoder, <task>: <task's head>}`.
+
+        Raises:
+          ValueError: A task is named "encoder", which would be ambiguous.
+        """
+        if "encoder" in self.heads:
+            raise ValueError('A task named "encoder" makes the part name ambiguous; pass the layer itself.')
+        return {"encoder": self.encoder, **self.heads}
+
     def encode(self, features, training: bool = False):
         """The shared representation of `features`."""
         return self.encoder(features, training=training)
@@ -216,6 +315,18 @@ def build_from_inputs(model: keras.Model, what: str) -> None:
             "once before training."
         )
     model(inputs)
+
+
+def optimizer_variables(model) -> List[tf.Variable]:
+    """The variables the trainers build the optimizer on (frozen parts included).
+
+    Args:
+      model: A `MultiTaskBaseModel` (its `optimizer_variables`) or one keras.Model
+        (its `trainable_variables`).
+    """
+    if isinstance(model, MultiTaskBaseModel):
+        return model.optimizer_variables
+    return list(model.trainable_variables)
 
 
 def ensure_built(model) -> None:

@@ -5,6 +5,10 @@ one gradient step on their weighted sum (`MultiTask.joint_train_step`). The
 `steps_per_loop` steps of a loop run inside one `tf.function` (orbit's
 `tf.while_loop`), under whatever `tf.distribute` strategy is current when the
 trainer is created.
+
+Parts of the model may be frozen or unfrozen between `train()` calls
+(`MultiTaskBaseModel.freeze`): the optimizer is built on the frozen variables
+too, and the loop is retraced once when the set of trainable variables changed.
 """
 import functools
 from typing import Any, Dict, Mapping, Optional, Union
@@ -101,10 +105,12 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         base_model.ensure_built(multi_task_model)
         self._weighting = weighting
         self._rep_grad = rep_grad
+        # Frozen parts included, so that unfreezing them later needs no rebuild.
         optimizer.build(
-            list(multi_task_model.trainable_variables)
+            base_model.optimizer_variables(multi_task_model)
             + (list(weighting.trainable_variables) if weighting is not None else [])
         )
+        self._trainable_signature = None
         self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
         self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
         self._training_metrics = {
@@ -282,6 +288,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     def train_loop_begin(self):
         """Resets the per-loop metrics; distributes the train data on the first loop.
 
+        A change of the trainable variables since the last loop (a part frozen
+        or unfrozen) drops the traced loop, which the next step retraces.
+
         The checkpoint is restored after the trainer is built, so the data is
         distributed at the first loop, skipping the batches that the (restored)
         step counters say were trained on: with deterministic input pipelines
@@ -290,6 +299,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         """
         if self.train_dataset is None:
             self.train_dataset = self._distributed_datasets()
+        self._follow_trainable_set()
         for metric in self._training_losses.values():
             metric.reset_state()
         for metrics in self._training_metrics.values():
@@ -298,6 +308,36 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         for metrics in self._diagnostics.values():
             for metric in metrics.values():
                 metric.reset_state()
+
+    def _follow_trainable_set(self):
+        """Drops the cached train loop when the trainable variables changed.
+
+        The traced loop updates the variables that were trainable when it was
+        traced; after a `freeze` / `unfreeze` (or any change of a layer's
+        `trainable`) it is rebuilt, so the next `train()` retraces once. The
+        optimizer keeps its state (it was built on the frozen variables too).
+
+        Raises:
+          ValueError: A gradient-level weighting would have no shared
+            parameters left to balance.
+        """
+        variables = self._multi_task_model.trainable_variables
+        signature = tuple(id(v) for v in variables)
+        if signature == self._trainable_signature:
+            return
+        if self._trainable_signature is not None:
+            logging.info("The trainable variables changed (%d now): retracing the train loop.", len(variables))
+            self._train_loop_fn = None  # orbit's cached loop function.
+        self._trainable_signature = signature
+        weighting = self._weighting
+        if weighting is not None and not weighting.loss_level and not self._rep_grad:
+            shared, _ = joint_step.split_variables(self._multi_task_model, list(self._multi_task.tasks))
+            if not shared:
+                raise ValueError(
+                    f"weighting {getattr(weighting, 'registered_name', type(weighting).__name__)!r} "
+                    "balances the gradients of the shared parameters, and all of them are frozen: "
+                    "unfreeze them, or use rep_grad or a loss-level weighting."
+                )
 
     def train_step(self, iterator_map):
         """One joint step over all tasks."""

@@ -50,12 +50,16 @@ class MultiTaskConfig(hyperparams.Config):
       shared_train_data: When set, the joint trainer reads one dataset of
         `(features, {task: labels})` built from it (see `input_factory`)
         instead of each task's own train_data.
+      frozen_parts: Parts of the model frozen from the start, by the names of
+        its `parts` (for an `EncoderHeadsModel`: "encoder" or a task name,
+        meaning its head); `MultiTaskBaseModel.unfreeze` resumes training one.
     """
 
     init_checkpoint: str = ""
     model: Optional[hyperparams.Config] = None
     task_routines: Tuple[TaskRoutine, ...] = ()
     shared_train_data: Optional[cfg.DataConfig] = None
+    frozen_parts: Tuple[str, ...] = ()
 
     def validate(self):
         super().validate()

@@ -26,10 +26,12 @@ def build_model(config: configs.MultiTaskConfig) -> base_model.MultiTaskBaseMode
 
     Args:
       config: The experiment's `MultiTaskConfig`; its `init_checkpoint` goes to
-        the model, which restores it in `initialize()`.
+        the model, which restores it in `initialize()`, and its `frozen_parts`
+        are frozen.
 
     Raises:
-      ValueError: `config.model` is not set or its class has no registered builder.
+      ValueError: `config.model` is not set or its class has no registered
+        builder, or `frozen_parts` names a part the model does not have.
     """
     if config.model is None:
         raise ValueError("task.model is not set; the experiment must configure its multi-task model.")
@@ -41,4 +43,10 @@ def build_model(config: configs.MultiTaskConfig) -> base_model.MultiTaskBaseMode
             f"task.model is a {type(config.model).__name__}, which has no registered model "
             f"builder; registered: {known}."
         ) from error
-    return builder(config.model, init_checkpoint=config.init_checkpoint)
+    model = builder(config.model, init_checkpoint=config.init_checkpoint)
+    for part in config.frozen_parts:
+        try:
+            model.freeze(part)
+        except KeyError as error:
+            raise ValueError(f"task.frozen_parts: {error.args[0]}") from error
+    return model

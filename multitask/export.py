@@ -1,0 +1,234 @@
+"""Export a subset of a multi-task model's tasks as one Keras `.keras` file.
+
+`export_tasks(model, ["left"], "left.keras")` saves a functional
+`keras.Model` that calls the shared encoder once and maps its representation
+through the asked tasks' heads, returning `{task: outputs}`. The file holds one
+copy of the encoder, whatever the number of tasks; `keras.saving.load_model`
+reloads it with no code from this project (custom layers must be registered
+with `keras.saving.register_keras_serializable`, as Keras requires).
+
+From the command line, the latest checkpoint of a training run:
+
+    python -m multitask.export --experiment=multi_digits --model_dir=/tmp/run \\
+        --tasks=left --output=/tmp/left.keras
+
+The run's `params.yaml` (written by the launcher) is applied to the experiment's
+config before `--config_file` and `--params_override`.
+"""
+import os
+import sys
+from typing import Optional, Sequence
+
+from absl import app
+from absl import flags
+import keras
+import tensorflow as tf
+
+from multitask import base_model
+
+
+def _fresh_inputs(structure, name: Optional[str] = None):
+    """New `keras.Input`s shaped like `structure`'s KerasTensors or TensorSpecs (batch dim free)."""
+    if isinstance(structure, dict):
+        return {key: _fresh_inputs(value, key) for key, value in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_fresh_inputs(value) for value in structure)
+    shape = getattr(structure, "shape", None)
+    if shape is None or len(shape) == 0:
+        raise ValueError(
+            f"inputs: expected keras.Input tensors or tf.TensorSpecs with a batch dimension, got {structure!r}."
+        )
+    dtype = structure.dtype.name if isinstance(structure.dtype, tf.dtypes.DType) else structure.dtype
+    return keras.Input(shape=tuple(shape[1:]), dtype=dtype, name=name)
+
+
+def encoder_inputs(encoder: keras.layers.Layer):
+    """The input structure of a functional or Sequential encoder, else None."""
+    for attribute in ("input", "inputs"):
+        try:
+            value = getattr(encoder, attribute, None)
+        except (AttributeError, ValueError):  # Keras raises these for a never-called layer.
+            continue
+        if value is None:
+            continue
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        return value
+    return None
+
+
+def _check_splittable(model) -> None:
+    if not isinstance(model, base_model.EncoderHeadsModel):
+        raise ValueError(
+            f"export_tasks exports an EncoderHeadsModel (one encoder, one head per task), "
+            f"not a {type(model).__name__}."
+        )
+    for method in ("encode", "task_outputs"):
+        if getattr(type(model), method) is not getattr(base_model.EncoderHeadsModel, method):
+            raise ValueError(
+                f"{type(model).__name__} overrides {method}(), so its tasks are not "
+                "`head(encoder(x))`; export_tasks cannot rebuild them from its layers."
+            )
+
+
+def subset_model(model: base_model.EncoderHeadsModel, task_names: Sequence[str], inputs=None,
+                 name: str = "tasks") -> keras.Model:
+    """Builds the functional model serving `task_names` over one encoder call.
+
+    Args:
+      model: The trained `EncoderHeadsModel`.
+      task_names: The tasks to serve, in output order.
+      inputs: The input structure: `keras.Input` tensors or `tf.TensorSpec`s
+        (their first dimension is the batch); by default the encoder's own
+        inputs, when it is a functional or Sequential model.
+      name: The model's name.
+
+    Returns:
+      A `keras.Model` returning `{task: outputs}`, sharing the model's encoder
+      and heads (their current weights, no copy). Each head is wrapped in a
+      one-layer model named after its task, so heads with the same layer name
+      can be served together.
+
+    Raises:
+      KeyError: A task the model does not serve (the message lists them).
+      ValueError: No tasks, repeated tasks, a model that is not a plain
+        `EncoderHeadsModel`, or no `inputs` and an encoder without them.
+    """
+    _check_splittable(model)
+    task_names = list(task_names)
+    if not task_names:
+        raise ValueError("task_names is empty; name at least one of: " + ", ".join(model.heads) + ".")
+    if len(set(task_names)) != len(task_names):
+        raise ValueError(f"task_names {task_names} repeats a task.")
+    unknown = [task for task in task_names if task not in model.heads]
+    if unknown:
+        raise KeyError(f"Unknown tasks {unknown}; the model serves: {', '.join(model.heads)}.")
+    if inputs is None:
+        inputs = encoder_inputs(model.encoder)
+        if inputs is None:
+            raise ValueError(
+                f"The encoder ({type(model.encoder).__name__}) has no Keras inputs: pass "
+                "inputs=keras.Input(...) or tf.TensorSpec structures for its features."
+            )
+    base_model.ensure_built(model)
+    inputs = _fresh_inputs(inputs)
+    representation = model.encoder(inputs)
+    outputs = {}
+    for task in task_names:
+        head_inputs = _fresh_inputs(representation)
+        wrapper = keras.Model(head_inputs, model.heads[task](head_inputs), name=task)
+        outputs[task] = wrapper(representation)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def export_tasks(model: base_model.EncoderHeadsModel, task_names: Sequence[str], path: str,
+                 inputs=None) -> keras.Model:
+    """Saves the model serving `task_names` to a `.keras` file and checks it reloads.
+
+    Args:
+      model: The trained `EncoderHeadsModel`.
+      task_names: The tasks to serve.
+      path: The output file; it must end in ".keras".
+      inputs: As for `subset_model`.
+
+    Returns:
+      The saved (in-memory) subset model.
+
+    Raises:
+      KeyError: A task the model does not serve.
+      ValueError: As for `subset_model`; a path without ".keras"; or a file
+        that Keras cannot reload (an unregistered custom layer, or one
+        without `get_config`).
+    """
+    if not str(path).endswith(".keras"):
+        raise ValueError(f"path {path!r} must end in '.keras' (the Keras saving format).")
+    subset = subset_model(model, task_names, inputs)
+    try:
+        subset.save(path)
+        keras.saving.load_model(path)
+    except (NotImplementedError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"Could not save and reload the exported model: {str(error).strip().splitlines()[0]} "
+            "Custom layers need a get_config() and @keras.saving.register_keras_serializable()."
+        ) from error
+    return subset
+
+
+def _define_flags():
+    from official.common import flags as tfm_flags  # pylint: disable=g-import-not-at-top
+
+    if "experiment" not in flags.FLAGS:
+        tfm_flags.define_flags()
+    if "tasks" not in flags.FLAGS:
+        flags.DEFINE_string("tasks", None, "Comma-separated tasks to export.")
+        flags.DEFINE_string("output", None, "The .keras file to write.")
+
+
+def export_run(experiment: str, model_dir: str, tasks: Sequence[str], output: str,
+               config_file: Sequence[str] = (), params_override: str = "") -> keras.Model:
+    """Restores the latest checkpoint of a training run and exports `tasks`.
+
+    Args:
+      experiment: The registered experiment the run trained.
+      model_dir: The run's directory (checkpoints and, if written by the
+        launcher, `params.yaml`).
+      tasks: The tasks to export.
+      output: The `.keras` file to write.
+      config_file: More YAML overrides, after the run's `params.yaml`.
+      params_override: A last override, as for the launcher.
+
+    Returns:
+      The exported model.
+
+    Raises:
+      train.UsageError: A bad config, no checkpoint in `model_dir`, or bad tasks.
+    """
+    # Imported here: they register every experiment, which the library does not need.
+    from multitask import model_factory  # pylint: disable=g-import-not-at-top
+    from multitask import multitask as multitask_lib  # pylint: disable=g-import-not-at-top
+    from multitask import train  # pylint: disable=g-import-not-at-top
+
+    saved = os.path.join(model_dir, "params.yaml")
+    files = ([saved] if os.path.isfile(saved) else []) + list(config_file)
+    params = train.parse_params(train.launcher_flags(
+        experiment=experiment, config_file=files, params_override=params_override))
+    checkpoint = tf.train.latest_checkpoint(model_dir)
+    if checkpoint is None:
+        raise train.UsageError(f"--model_dir: no checkpoint in {model_dir!r}.")
+    model = model_factory.build_model(params.task)
+    base_model.ensure_built(model)
+    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    inputs = None
+    if isinstance(model, base_model.EncoderHeadsModel) and encoder_inputs(model.encoder) is None:
+        # The features' spec, from a task's own validation data.
+        multi_task = multitask_lib.MultiTask.from_config(params.task)
+        known = [task for task in tasks if task in multi_task.tasks] or list(multi_task.tasks)
+        task = multi_task.tasks[known[0]]
+        inputs = task.build_inputs(task.task_config.validation_data).element_spec[0]
+    try:
+        return export_tasks(model, tasks, output, inputs)
+    except (KeyError, ValueError) as error:
+        raise train.UsageError(f"--tasks/--output: {error.args[0]}") from error
+
+
+def main(argv):
+    del argv
+    from multitask import train  # pylint: disable=g-import-not-at-top
+
+    flags_obj = flags.FLAGS
+    try:
+        for flag in ("experiment", "model_dir", "tasks", "output"):
+            if not getattr(flags_obj, flag):
+                raise train.UsageError(f"--{flag} is required.")
+        tasks = [task.strip() for task in flags_obj.tasks.split(",") if task.strip()]
+        export_run(flags_obj.experiment, flags_obj.model_dir, tasks, flags_obj.output,
+                   flags_obj.config_file or [], flags_obj.params_override or "")
+    except train.UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Wrote {flags_obj.output} serving {', '.join(tasks)}.")
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main)
