@@ -216,22 +216,21 @@ def test_trains_under_mirrored_strategy(name, two_cpu_strategy):
     trainer, model = modeling_toy.trainer(two_cpu_strategy, lambda: _model({"type": name, **(
         EXPERT if name in ("mmoe", "dselect_k", "cgc", "ple") else {})}))
     before = [v.numpy().copy() for v in model.trainable_variables]
-    logs = trainer.train(tf.constant(3))
-    assert int(trainer.global_step.numpy()) == 3
+    logs = trainer.train(tf.constant(2))
+    assert int(trainer.global_step.numpy()) == 2
     assert all(np.isfinite(float(logs[t]["training_loss"])) for t in modeling_toy.TASKS)
     changed = [not np.allclose(b, v.numpy()) for b, v in zip(before, model.trainable_variables)]
     assert sum(changed) >= len(changed) - 2, f"{name}: only {sum(changed)} of {len(changed)} variables trained"
 
 
-@pytest.mark.parametrize("name", ["mmoe", "ple"])
-def test_rep_grad_on_the_packed_representation_equals_the_plain_step(name, two_cpu_strategy):
-    """EW over representation gradients makes the plain joint step's update, also when the
-    shared part's outputs are packed into one tensor."""
+def test_rep_grad_on_the_packed_representation_equals_the_plain_step():
+    """EW over representation gradients makes the plain joint step's update when the
+    shared part's outputs (PLE: three tensors) are packed into one."""
 
     def run(**kwargs):
         keras.utils.set_random_seed(3)
         trainer, model = modeling_toy.trainer(
-            two_cpu_strategy, lambda: _model({"type": name, **EXPERT}), **kwargs)
+            tf.distribute.get_strategy(), lambda: _model({"type": "ple", **EXPERT}), **kwargs)
         trainer.train(tf.constant(2))
         return [v.numpy() for v in model.trainable_variables]
 

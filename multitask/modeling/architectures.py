@@ -36,19 +36,24 @@ import tensorflow as tf
 
 from multitask.modeling import encoders as encoders_lib
 from multitask.modeling import registry
+from multitask.modeling import tracking
 
 EncoderFactory = Callable[[], keras.layers.Layer]
 # Arguments the model passes to every architecture builder; not config keys.
 RESERVED_ARGUMENTS = ("encoder_factory", "task_names", "inputs")
 
 
-class Part(keras.layers.Layer):
+class Part(tracking.CheckpointableLayer):
     """A keras layer running one part of an architecture; it tracks exactly `layers`."""
 
     def __init__(self, fn: Callable, layers: Sequence[keras.layers.Layer], **kwargs):
         super().__init__(**kwargs)
         self._fn = fn
         self.parts = list(layers)
+
+    def build(self, input_shape):
+        # The parts build on the first call, which the model makes on its Keras inputs.
+        self.built = True
 
     def call(self, inputs, training=None):
         return self._fn(inputs, training=training)
@@ -111,10 +116,6 @@ class Architecture:
                 lambda shared, training=None: self.branch(task, shared, training=training),
                 self.branch_layers(task), name=f"{task}_branch")
         return self._branch_parts[task]
-
-
-def _flatten(x):
-    return keras.ops.reshape(x, (tf.shape(x)[0], -1)) if len(x.shape) != 2 else x
 
 
 def _expert(units: Sequence[int], activation: str, name: str) -> keras.Sequential:
@@ -305,7 +306,7 @@ class DSelectKGate(keras.layers.Layer):
                                            bias_initializer=keras.initializers.RandomUniform())
 
     def call(self, inputs, training=None):
-        x = _flatten(inputs)
+        x = encoders_lib.flatten_features(inputs)
         z = keras.ops.reshape(self.z_logits(x), (-1, self.k, 1, self.num_bits))
         bits = smooth_step(z, self.gamma)  # [b, k, 1, m]
         selectors = tf.reduce_prod(tf.where(self._codes[None, None], bits, 1.0 - bits), axis=-1)  # [b, k, n]

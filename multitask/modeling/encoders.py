@@ -23,12 +23,22 @@ import importlib
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from multitask.modeling import registry
+from multitask.modeling import tracking
 
 FUSIONS = ("concat", "attention", "gating")
 READOUTS = ("flatten", "global_average", "none")
+
+
+def flatten_features(x):
+    """`[b, ...]` -> `[b, d]`, keeping `d` static where the shape is known."""
+    if len(x.shape) == 2:
+        return x
+    size = int(np.prod(x.shape[1:])) if None not in x.shape[1:] else -1
+    return keras.ops.reshape(x, (-1, size))
 
 
 def encoder_stages(encoder: keras.layers.Layer) -> List[keras.layers.Layer]:
@@ -46,7 +56,7 @@ def stage_outputs(encoder: keras.layers.Layer, features, training=None) -> List:
     return outputs
 
 
-class StagedEncoder(keras.layers.Layer):
+class StagedEncoder(tracking.CheckpointableLayer):
     """An encoder that is a sequence of stages (see the module docstring)."""
 
     def __init__(self, stages: Sequence[keras.layers.Layer], **kwargs):
@@ -182,7 +192,7 @@ class CNNEncoder(StagedEncoder):
         super().__init__(stages, **kwargs)
 
 
-class Fusion(keras.layers.Layer):
+class Fusion(tracking.CheckpointableLayer):
     """Fuses named feature vectors into one.
 
     Every input is flattened and projected to `units` (Dense, tanh); then:
@@ -221,7 +231,7 @@ class Fusion(keras.layers.Layer):
         self.units = units
 
     def call(self, inputs: Mapping[str, tf.Tensor], training=None):
-        flat = [keras.ops.reshape(inputs[name], (tf.shape(inputs[name])[0], -1)) for name in self.names]
+        flat = [flatten_features(inputs[name]) for name in self.names]
         projected = [self.projections[name](x) for name, x in zip(self.names, flat)]
         if self.fusion == "concat":
             return keras.ops.concatenate(projected, axis=-1)
@@ -256,7 +266,7 @@ def _modality_features(encoders, inputs, training, what: str):
 
 
 @registry.register_encoder("multimodal")
-class MultimodalEncoder(keras.layers.Layer):
+class MultimodalEncoder(tracking.CheckpointableLayer):
     """Encodes each named modality input with its own encoder, then fuses them.
 
     Features are a dict `{modality: tensor}`; extra keys are ignored.
@@ -283,7 +293,7 @@ class MultimodalEncoder(keras.layers.Layer):
 
 
 @registry.register_encoder("hierarchical")
-class HierarchicalEncoder(keras.layers.Layer):
+class HierarchicalEncoder(tracking.CheckpointableLayer):
     """Fuses modalities within named groups, then fuses the groups.
 
     Features are a dict `{modality: tensor}`. Each modality has its own

@@ -207,16 +207,15 @@ class _PackSpec:
     """How a structure of tensors is packed into one `[batch, features]` tensor (not tracked by Keras)."""
 
     def __init__(self, template):
-        self.parts = tf.nest.flatten(template)
         self.template = tf.nest.map_structure(lambda _: None, template)
-        self.shapes = [tuple(p.shape[1:]) for p in self.parts]
-        if len(self.parts) > 1 and any(d is None for shape in self.shapes for d in shape):
+        self.shapes = [tuple(p.shape[1:]) for p in tf.nest.flatten(template)]
+        if self.packed and any(d is None for shape in self.shapes for d in shape):
             raise ValueError(f"The architecture's shared outputs have shapes {self.shapes}; packing them into one "
                              "representation needs every size but the batch's known.")
 
     @property
     def packed(self) -> bool:
-        return len(self.parts) > 1
+        return len(self.shapes) > 1
 
     def pack(self, structure):
         parts = tf.nest.flatten(structure)
