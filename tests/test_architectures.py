@@ -8,6 +8,7 @@ import modeling_toy
 from multitask import joint_step
 from multitask import weighting
 from multitask.modeling import architectures
+from multitask.modeling import encoders
 from multitask.modeling import registry
 from multitask.modeling import shared_encoder_model
 
@@ -247,3 +248,15 @@ def test_unknown_architecture_and_bad_keys_are_clear_errors():
         modeling_toy.model_config(architecture={"type": "mmoe", "num_expert": 2}).validate()
     with pytest.raises(ValueError, match="num_experts is 0"):
         _model({"type": "mmoe", "num_experts": 0})
+
+
+def test_mtan_refuses_stage_shapes_it_cannot_map():
+    inputs = keras.Input((9, 9, 1))
+    strided = encoders.wrap_encoder(stages=[keras.layers.Conv2D(2, 1), keras.layers.Conv2D(2, 3, strides=2)])
+    with pytest.raises(ValueError, match=r"stage 0's output \(None, 9, 9, 2\) maps to"):
+        architectures.MTAN(lambda: strided, ["a"], inputs)
+    sequence = encoders.wrap_encoder(stages=[keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="rank 2 .* or 4"):
+        architectures.MTAN(lambda: sequence, ["a"], keras.Input((5, 4)))
+    with pytest.raises(ValueError, match="needs the model inputs"):
+        architectures.MTAN(lambda: sequence, ["a"])

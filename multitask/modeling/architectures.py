@@ -28,7 +28,7 @@ on the encoder's feature shapes), and the other keys come from the
 `architecture:` config block. It returns an `Architecture`.
 """
 import math
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, List, Sequence
 
 import keras
 import numpy as np
@@ -544,6 +544,11 @@ class MTAN(Architecture):
         self.attention = {task: [_attention_module(shape, f"{task}_attention_{s}") for s, shape in enumerate(shapes)]
                           for task in self.task_names}
         self.blocks = [_block_layer(shapes[s], shapes[s + 1], f"block_{s}") for s in range(len(shapes) - 1)]
+        for stage, layer in enumerate(self.blocks):
+            mapped = tuple(layer.compute_output_shape(shapes[stage]))
+            if mapped[1:] != shapes[stage + 1][1:]:
+                raise ValueError(f"mtan: stage {stage}'s output {shapes[stage]} maps to {mapped}, not to stage "
+                                 f"{stage + 1}'s {shapes[stage + 1]}; use stages whose sizes shrink by whole factors.")
 
     def shared_layers(self):
         return [self.encoder]

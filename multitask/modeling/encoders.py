@@ -20,7 +20,7 @@ given ones; an encoder without `stages` counts as one stage
 (`encoder_stages`).
 """
 import importlib
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -401,6 +401,3 @@ def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     if isinstance(layer, keras.Model):
         return keras.models.clone_model(layer)
     return type(layer).from_config(layer.get_config())
-
-
-EncoderSpec = Union[Mapping, keras.layers.Layer, Callable[[], keras.layers.Layer]]

@@ -45,8 +45,8 @@ from official.modeling import hyperparams
 from multitask import base_model
 from multitask import model_factory
 from multitask.core import warm_start
-from multitask.modeling import architectures  # noqa: F401 (registers the built-in architectures)
-from multitask.modeling import encoders as encoders_lib
+from multitask.modeling import architectures  # Also registers the built-in architectures.
+from multitask.modeling import encoders as encoders_lib  # Also registers the built-in encoders.
 from multitask.modeling import registry
 
 
