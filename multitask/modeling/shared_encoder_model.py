@@ -93,6 +93,10 @@ def block(type_: str, **params) -> OpenConfig:
 class SharedEncoderModelConfig(hyperparams.Config):
     """A multi-task model of registered blocks (see the module docstring).
 
+    In Python the blocks may be plain dicts:
+    `SharedEncoderModelConfig(input_shape=(8,), encoder={"type": "mlp"},
+    heads={"species": {"type": "classification", "num_classes": 3}})`.
+
     Attributes:
       input_shape: The per-example shape of the features (without the batch
         dimension), when they are one tensor.
@@ -271,6 +275,12 @@ class SharedEncoderModel(base_model.EncoderHeadsModel):
     `encoder_<task>` per column; `initialize()` warm-starts every column from
     a single-task checkpoint's "encoder", as Misra et al. initialise them).
     Built on creation, from the config's input shapes.
+
+    Attributes:
+      architecture: The `architectures.Architecture`.
+      encoder: (as in `EncoderHeadsModel`) the whole shared part, a
+        `SharedTrunk`; the encoder objects themselves are `encoders`.
+      heads: `{task: TaskTower}`: the task's branch, then its head (`.head`).
     """
 
     def __init__(self, config: SharedEncoderModelConfig, init_checkpoint: str = "",
