@@ -9,7 +9,9 @@ import tensorflow as tf
 import modeling_toy
 from multitask import base_model
 from multitask import configs
+from multitask import interleaving_trainer
 from multitask import model_factory
+from multitask import task_sampler
 from multitask import train
 from multitask.modeling import encoders
 from multitask.modeling import shared_encoder_model as sem
@@ -196,3 +198,14 @@ def test_checkpoints_hold_every_variable(architecture, encoder, tmp_path):
     tf.train.Checkpoint(model=fresh).read(path).expect_partial().assert_existing_objects_matched()
     for restored, original in zip(fresh.variables, model.variables):
         np.testing.assert_array_equal(restored.numpy(), original.numpy())
+
+
+def test_interleaving_trainer_trains_each_sampled_tasks_sub_model():
+    shared = modeling_toy.shared_dataset("vector")
+    per_task = {name: shared.map(lambda x, y, name=name: (x, y[name])) for name in modeling_toy.TASKS}
+    model = sem.SharedEncoderModel(modeling_toy.model_config(architecture={"type": "ple", "expert_units": [3]}))
+    trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+        modeling_toy.multi_task(), model, keras.optimizers.Adam(0.01),
+        task_sampler.UniformTaskSampler({name: 1.0 for name in modeling_toy.TASKS}), train_datasets=per_task)
+    logs = trainer.train(tf.constant(4))
+    assert sum(int(logs[name]["task_steps"]) for name in modeling_toy.TASKS) == 4

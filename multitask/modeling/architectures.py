@@ -27,6 +27,7 @@ A builder registered with `registry.register_architecture(name)` is called as
 on the encoder's feature shapes), and the other keys come from the
 `architecture:` config block. It returns an `Architecture`.
 """
+import abc
 import math
 from typing import Callable, List, Sequence
 
@@ -59,7 +60,7 @@ class Part(tracking.CheckpointableLayer):
         return self._fn(inputs, training=training)
 
 
-class Architecture:
+class Architecture(abc.ABC):
     """The shared part and the per-task branches of a multi-task network.
 
     Subclasses create their layers in `__init__` and implement `shared`,
@@ -85,21 +86,21 @@ class Architecture:
         """The encoder objects (one, or one column per task)."""
         return [self.encoder]
 
+    @abc.abstractmethod
     def shared_layers(self) -> List[keras.layers.Layer]:
         """The layers the shared part uses."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def branch_layers(self, task: str) -> List[keras.layers.Layer]:
         """The layers task `task`'s branch uses."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def shared(self, features, training=None):
-        """The shared output: a tensor, or a dict of tensors."""
-        raise NotImplementedError
+        """The shared output: a tensor, or a nest (dict, tuple) of tensors."""
 
+    @abc.abstractmethod
     def branch(self, task: str, shared, training=None):
         """Task `task`'s representation from the shared output."""
-        raise NotImplementedError
 
     def shared_part(self) -> Part:
         """The shared part as one keras layer (the same object on every call)."""
