@@ -268,6 +268,13 @@ class EncoderHeadsModel(MultiTaskBaseModel):
         """The layer losses of the last `encode` and `task_outputs(task_name)` calls."""
         return list(self.encoder.losses) + list(self.heads[task_name].losses)
 
+    def check_rep_grad(self) -> None:
+        """Raises a ValueError if gradients with respect to `encode`'s output miss shared variables.
+
+        Here every shared variable is in the encoder; subclasses that apply
+        shared layers after `encode` override it.
+        """
+
 
 def task_model(model, task_name: str) -> keras.Model:
     """Returns the model that serves `task_name`.

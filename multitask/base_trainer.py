@@ -183,6 +183,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     "trainer.rep_grad needs one shared dataset for all tasks and an EncoderHeadsModel "
                     "(the representation must be the same for every task)."
                 )
+            self._multi_task_model.check_rep_grad()
 
     def _build_diagnostics(self) -> Dict[str, Dict[str, keras.metrics.Mean]]:
         """Per-task means of the weights (and gradient norms and cosines) a weighting applies."""

@@ -64,6 +64,8 @@ class MultiTaskConfig(hyperparams.Config):
     def validate(self):
         super().validate()
         validate_task_routines(self.task_routines, "task.task_routines")
+        if self.model is not None:
+            self.model.validate()
 
 
 @dataclasses.dataclass

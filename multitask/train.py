@@ -111,6 +111,8 @@ def _parse_override(text: str, source: str) -> Dict[str, Any]:
 
 def find_unknown_key(params: hyperparams.Config, override: Dict[str, Any], prefix: str = ""):
     """Returns `(dotted_key, allowed_keys)` of the first key `params` lacks, or None."""
+    if getattr(params, "accepts_new_keys", False):
+        return None  # An open block: its `validate()` checks the keys.
     allowed = sorted(params.as_dict())
     for key, value in override.items():
         if key not in allowed:
