@@ -18,27 +18,24 @@ joint trainer reads it through `task.shared_train_data`, and each task, a
 The penguins are permuted with `seed` and split 70/15/15 into train,
 validation and test, so the split is deterministic.
 
-The model is an `EncoderHeadsModel`: an MLP encoder (ReLU Dense layers of
-`hidden_sizes`) shared by one head per task, built from the same head configs
-as the tasks (`HEADS`).
+The model is built from its config (`SharedEncoderModelConfig`): an `mlp`
+encoder shared by one head per task, of the same head configs as the tasks
+(`HEADS`).
 """
 import dataclasses
 import functools
 from typing import Dict, Optional, Tuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from official.core import config_definitions as cfg
 from official.core import exp_factory
-from official.modeling import hyperparams
 
-from multitask import base_model
 from multitask import configs
 from multitask import input_factory
-from multitask import model_factory
 from multitask.modeling import head_task
+from multitask.modeling import shared_encoder_model
 
 TASKS = ("species", "sex", "body_mass")
 SPLITS = ("train", "validation", "test")
@@ -172,39 +169,13 @@ def _head_config(name: str) -> head_task.HeadConfig:
     return head_task.HeadConfig(**HEADS[name])
 
 
-@dataclasses.dataclass
-class PenguinsModelConfig(hyperparams.Config):
-    """An MLP encoder shared by one head per task.
-
-    Attributes:
-      hidden_sizes: Units of the encoder's ReLU Dense layers.
-      species, sex, body_mass: The heads' configs (those of `HEADS` by default).
-    """
-
-    hidden_sizes: Tuple[int, ...] = (32, 32)
-    species: head_task.HeadConfig = dataclasses.field(default_factory=lambda: _head_config("species"))
-    sex: head_task.HeadConfig = dataclasses.field(default_factory=lambda: _head_config("sex"))
-    body_mass: head_task.HeadConfig = dataclasses.field(default_factory=lambda: _head_config("body_mass"))
-
-
-def build_encoder(hidden_sizes) -> keras.Sequential:
-    """The MLP encoder of the 6 features."""
-    layers = [keras.Input((NUM_FEATURES,))]
-    layers += [keras.layers.Dense(units, activation="relu") for units in hidden_sizes]
-    return keras.Sequential(layers, name="encoder")
-
-
-@model_factory.register_model_cls(PenguinsModelConfig)
-class PenguinsModel(base_model.EncoderHeadsModel):
-    """The MLP encoder and the species, sex and body_mass heads."""
-
-    def __init__(self, config: PenguinsModelConfig, init_checkpoint: str = "", **kwargs):
-        super().__init__(
-            build_encoder(config.hidden_sizes),
-            {name: head_task.build_head(getattr(config, name), name=f"{name}_head") for name in TASKS},
-            init_checkpoint=init_checkpoint,
-            **kwargs,
-        )
+def penguins_model_config(hidden_sizes=(32, 32)) -> shared_encoder_model.SharedEncoderModelConfig:
+    """The config-built model: an MLP encoder shared by the heads of `HEADS`."""
+    return shared_encoder_model.SharedEncoderModelConfig(
+        input_shape=(NUM_FEATURES,),
+        encoder=shared_encoder_model.block("mlp", hidden_sizes=list(hidden_sizes)),
+        heads={name: dict(HEADS[name]) for name in TASKS},
+    )
 
 
 def penguins_task_config(name: str, global_batch_size: int = 32) -> head_task.HeadTaskConfig:
@@ -231,7 +202,7 @@ def penguins() -> configs.MultiTaskExperimentConfig:
     train_steps = 1000
     return configs.MultiTaskExperimentConfig(
         task=configs.MultiTaskConfig(
-            model=PenguinsModelConfig(),
+            model=penguins_model_config(),
             task_routines=tuple(
                 configs.TaskRoutine(task_name=name, task_config=penguins_task_config(name)) for name in TASKS
             ),

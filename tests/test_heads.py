@@ -185,3 +185,15 @@ def test_head_round_trips_through_its_config():
     head = heads.RankingHead(embedding_size=4, margin=0.5, mining="all", hidden_sizes=(3,), name="r")
     clone = heads.RankingHead.from_config(head.get_config())
     assert (clone.embedding_size, clone.margin, clone.mining, clone.hidden_sizes) == (4, 0.5, "all", (3,))
+
+
+def test_hidden_layers_are_saved_and_restored_by_checkpoints(tmp_path):
+    head = registry.HEADS.build({"type": "classification", "num_classes": 3, "hidden_sizes": [4]})
+    head(tf.zeros([2, 5]))
+    path = tf.train.Checkpoint(head=head).write(str(tmp_path / "ckpt"))
+    saved = [variable.numpy() for variable in head.variables]
+    for variable in head.variables:
+        variable.assign(tf.zeros_like(variable))
+    tf.train.Checkpoint(head=head).read(path).assert_consumed()
+    for variable, value in zip(head.variables, saved):
+        np.testing.assert_array_equal(variable.numpy(), value)

@@ -51,8 +51,8 @@ def test_each_task_reads_its_labels_from_the_shared_dataset():
         _, batch = next(iter(task.build_inputs(task.task_config.validation_data)))
         np.testing.assert_array_equal(batch, labels[name][:32])
     model = model_factory.build_model(params.task)
-    assert isinstance(model.heads["sex"], heads.BinaryHead)
-    assert isinstance(model.heads["body_mass"], heads.RegressionHead)
+    assert isinstance(model.heads["sex"].head, heads.BinaryHead)
+    assert isinstance(model.heads["body_mass"].head, heads.RegressionHead)
     with pytest.raises(ValueError, match="allowed: train, validation, test"):
         penguins.penguins_arrays("dev")
 
@@ -88,5 +88,6 @@ def test_shipped_yaml_spells_out_the_defaults():
     params.override(override, is_strict=True)
     params.validate()
     assert params.as_dict() == registered
-    params.override({"task": {"model": {"hidden_sizes": [8]}}}, is_strict=True)
-    assert model_factory.build_model(params.task).encoder.layers[0].units == 8
+    params.override({"task": {"model": {"encoder": {"hidden_sizes": [8]}}}}, is_strict=True)
+    (encoder,) = model_factory.build_model(params.task).encoders
+    assert [variable.shape for variable in encoder.trainable_variables][:2] == [(penguins.NUM_FEATURES, 8), (8,)]

@@ -37,12 +37,13 @@ import tensorflow as tf
 
 from multitask.modeling import partial_labels
 from multitask.modeling import registry
+from multitask.modeling import tracking
 
 REGRESSION_LOSSES = ("mse", "huber")
 MINING = ("hard", "all")
 
 
-class Head(keras.layers.Layer):
+class Head(tracking.CheckpointableLayer):
     """Base head: optional hidden layers, an output Dense, and a masked loss.
 
     Subclasses set the output width and implement `per_example_loss`,

@@ -47,6 +47,7 @@ from multitask import model_factory
 from multitask.core import warm_start
 from multitask.modeling import architectures  # Also registers the built-in architectures.
 from multitask.modeling import encoders as encoders_lib  # Also registers the built-in encoders.
+from multitask.modeling import heads  # pylint: disable=unused-import  (registers the built-in heads)
 from multitask.modeling import registry
 
 
