@@ -19,10 +19,13 @@ from multitask import base_model
 from multitask import joint_step
 from multitask import multitask as multitask_lib
 from multitask import results as results_lib
+from multitask import task_control
 from multitask.core import base_task
 from multitask.weighting import base as weighting_base
 
-_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters", "weighting")
+_RESERVED_CHECKPOINT_NAMES = (
+    "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control"
+)
 
 
 class _UntrackedDict(dict):
@@ -42,7 +45,20 @@ def _needs_loss_scaling() -> bool:
 
 @gin.configurable
 class MultiTaskBaseTrainer(orbit.StandardTrainer):
-    """Trains all tasks together: one backward pass over the weighted losses."""
+    """Trains all tasks together: one backward pass over the weighted losses.
+
+    Task control (`MultiTask.enable_task` / `disable_task`, loss weights,
+    learning-rate multipliers) is read from variables inside the traced step:
+    a disabled task's forward pass and metrics sit in a `tf.cond` that skips
+    them, its batch is still read (so every task's data stays aligned with
+    the global step), and its task-specific variables and their optimizer
+    slots are restored after the optimizer's update (`UpdateGuard`), so the
+    step leaves them untouched. A step with no active task updates nothing
+    but the global step.
+    """
+
+    # Whether the trainer logs each task's loss weight (the joint step uses it).
+    _logs_loss_weights = True
 
     def __init__(
         self,
@@ -124,7 +140,12 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             optimizer=optimizer,
             global_step=self._global_step,
             task_step_counters=self._task_step_counters,
+            task_control=multi_task.control,
             **checkpoint_items,
+        )
+        _, specific = joint_step.split_variables(multi_task_model, list(multi_task.tasks))
+        self._update_guard = task_control.UpdateGuard(
+            optimizer, specific, multi_task_model.trainable_variables
         )
         if train_datasets is None:
             train_datasets = {
@@ -151,10 +172,12 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             return
         if weighting.num_tasks != len(names):
             raise ValueError(f"The weighting is for {weighting.num_tasks} tasks; the MultiTask has {len(names)}.")
-        weighted = {n: w for n, w in self._multi_task.task_weights.items() if w != 1.0}
+        control = self._multi_task.control
+        weighted = {n: w for n, w in control.initial_loss_weights.items() if w != 1.0 or control.has_schedule(n)}
         if weighted:
             raise ValueError(
-                f"task_weight {weighted} would be ignored by trainer.weighting "
+                f"task_weight / loss_weight (or a loss_weight_schedule) {weighted} would be ignored by "
+                "trainer.weighting "
                 f"{getattr(weighting, 'registered_name', type(weighting).__name__)!r}: leave the "
                 "task weights at 1, or use weighting type 'static' with its `weights`."
             )
@@ -190,9 +213,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 for name in names}
 
     def _batches_consumed(self, name: Optional[str]) -> int:
-        """Batches a source has yielded so far: its task's steps, or all steps if shared."""
-        counter = self._global_step if name is None else self._task_step_counters[name]
-        return int(counter.numpy())
+        """Batches a source has yielded so far: one per global step (disabled tasks' too)."""
+        del name
+        return int(self._global_step.numpy())
 
     def _distribute(self, source, batches_to_skip: int):
         """Distributes one train source, skipping the batches already trained on."""
@@ -288,6 +311,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         (seeded shuffles), a resumed run sees the same batches as an
         uninterrupted one. Skipping reads the skipped batches once.
         """
+        if self._weighting is not None:
+            self._check_weighting_control()
         if self.train_dataset is None:
             self.train_dataset = self._distributed_datasets()
         for metric in self._training_losses.values():
@@ -299,9 +324,23 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             for metric in metrics.values():
                 metric.reset_state()
 
+    def _check_weighting_control(self):
+        """A weighting balances every task at weight 1: refuse what it would ignore."""
+        control = self._multi_task.control
+        disabled = [n for n in control.task_names if n not in control.active_tasks()]
+        weighted = {n: float(v.numpy()) for n, v in zip(control.task_names, control.loss_weights)
+                    if float(v.numpy()) != 1.0}
+        if disabled or weighted:
+            raise ValueError(
+                f"trainer.weighting balances all tasks at weight 1; disabled tasks {disabled} and "
+                f"loss weights {weighted} cannot be honoured. Enable the tasks and reset their "
+                "loss weights, or train without a weighting."
+            )
+
     def train_step(self, iterator_map):
-        """One joint step over all tasks."""
+        """One joint step over the active tasks."""
         names = list(self._multi_task.tasks)
+        control = self._multi_task.control
 
         def step_fn(inputs):
             shared_features = base_task.split_inputs(inputs)[0] if self._shared_input else None
@@ -313,6 +352,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     optimizer=self._optimizer,
                     task_metrics=self._training_metrics,
                     shared_features=shared_features,
+                    global_step=self._global_step,
                 )
             else:
                 logs = joint_step.balanced_train_step(
@@ -321,13 +361,23 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     rep_grad=self._rep_grad,
                 )
                 self._update_diagnostics(names, logs)
-            for key in names + ["total_loss"]:
-                self._training_losses[key].update_state(logs[key])
+            for key in names:
+                self._training_losses[key].update_state(
+                    logs[key], sample_weight=tf.cast(control.is_active(key), tf.float32)
+                )
+            self._training_losses["total_loss"].update_state(logs["total_loss"])
 
-        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
+        inputs = self.next_inputs(iterator_map, names)
+        before = self._update_guard.snapshot()
+        tf.cond(tf.reduce_any(control.active_mask()),
+                lambda: self._strategy.run(step_fn, args=(inputs,)), lambda: None)
+        self._update_guard.apply(before, {
+            name: tf.where(control.is_active(name), control.learning_rate_multiplier(name), 0.0)
+            for name in names
+        })
         self._global_step.assign_add(1)
-        for counter in self._task_step_counters.values():
-            counter.assign_add(1)
+        for name, counter in self._task_step_counters.items():
+            counter.assign_add(tf.cast(control.is_active(name), tf.int64))
 
     def _update_diagnostics(self, names, logs):
         for i, name in enumerate(names):
@@ -345,11 +395,13 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`.
         """
         result = {}
+        control_logs = self._multi_task.control.logs(self._global_step, self._logs_loss_weights)
         for name in self._multi_task.tasks:
             logs = {"training_loss": self._training_losses[name].result()}
             logs.update({metric.name: metric.result() for metric in self._training_metrics[name]})
             logs.update({key: metric.result() for key, metric in self._diagnostics.get(name, {}).items()})
             logs["task_steps"] = self._task_step_counters[name].read_value()
+            logs.update(control_logs[name])
             result[name] = logs
         result["total_loss"] = self._training_losses["total_loss"].result()
         # Follows the optimizer's own step count (one per backward pass).

@@ -16,6 +16,23 @@ SAMPLER_TYPES = ("uniform", "proportional", "annealing")
 
 
 @dataclasses.dataclass
+class LossWeightScheduleConfig(hyperparams.Config):
+    """A factor on a task's loss weight over the global step.
+
+    Attributes:
+      type: "" (none: factor 1), "piecewise" (`values[i]` from
+        `boundaries[i-1]` on; one more value than boundaries) or "linear"
+        (through the points `(boundaries[i], values[i])`, constant outside).
+      boundaries: Global steps, strictly increasing.
+      values: Factors, >= 0.
+    """
+
+    type: str = ""
+    boundaries: Tuple[int, ...] = ()
+    values: Tuple[float, ...] = ()
+
+
+@dataclasses.dataclass
 class TaskRoutine(hyperparams.Config):
     """One task of a multi-task experiment.
 
@@ -25,13 +42,31 @@ class TaskRoutine(hyperparams.Config):
       eval_steps: Evaluation steps for this task; None or -1 means the whole
         validation set.
       task_weight: Loss weight in the joint trainer and sampling weight in the
-        interleaving trainer (Model Garden's meaning).
+        interleaving trainer (Model Garden's meaning); the fallback of
+        `loss_weight` and `sampling_weight`.
+      loss_weight: The joint trainer's loss weight; None uses `task_weight`.
+      sampling_weight: The interleaving sampler's weight; None uses `task_weight`.
+      learning_rate_multiplier: Scales the updates of the task's own variables
+        (joint trainer) or of every variable its step updates (interleaving
+        trainer); None means 1 (Model Garden's task_weight never changes the
+        learning rate, so it is not the fallback).
+      loss_weight_schedule: Multiplies the loss weight by a factor over the
+        global step (e.g. a linear ramp).
+      enabled: False starts the task disabled (`MultiTask.enable_task` turns
+        it on later).
     """
 
     task_name: str = ""
     task_config: Optional[cfg.TaskConfig] = None
     eval_steps: Optional[int] = None
     task_weight: Optional[float] = 1.0
+    loss_weight: Optional[float] = None
+    sampling_weight: Optional[float] = None
+    learning_rate_multiplier: Optional[float] = None
+    loss_weight_schedule: LossWeightScheduleConfig = dataclasses.field(
+        default_factory=LossWeightScheduleConfig
+    )
+    enabled: bool = True
 
     def resolved_name(self) -> str:
         """Returns `task_name`, falling back to `task_config.name`."""
@@ -232,8 +267,12 @@ def validate_task_routines(routines, field: str):
       field: The config path of `routines`, used in error messages.
 
     Raises:
-      ValueError: A routine has no task_config, no name, or a duplicated name.
+      ValueError: A routine has no task_config, no name, a duplicated name, a
+        negative weight or multiplier, or a malformed loss_weight_schedule.
     """
+    # Imported here: task_control pulls in TensorFlow.
+    from multitask import task_control  # pylint: disable=g-import-not-at-top
+
     names = set()
     for index, routine in enumerate(routines):
         if routine.task_config is None:
@@ -247,3 +286,9 @@ def validate_task_routines(routines, field: str):
         if name in names:
             raise ValueError(f"{field}: duplicated task name {name!r}; every task needs its own name.")
         names.add(name)
+        for knob in ("task_weight", "loss_weight", "sampling_weight", "learning_rate_multiplier"):
+            value = getattr(routine, knob, None)
+            if value is not None and not 0 <= value < float("inf"):
+                raise ValueError(f"{field}[{index}].{knob} is {value!r}; it must be a finite number >= 0.")
+        schedule = getattr(routine, "loss_weight_schedule", None)
+        task_control.validate_schedule(schedule, f"{field}[{index}].loss_weight_schedule")

@@ -5,6 +5,12 @@ seeded by the global step, so a resumed run draws the same sequence, then runs
 that task's own `Task.train_step` on its sub-model (only that task's variables
 get gradients). Sampling happens outside the replica function, so every
 replica and worker trains the same task.
+
+Task control: the sampler's distribution is restricted to the active tasks
+(`MultiTask.control` flags, read in the graph), so a disabled task is never
+sampled and toggling needs no retracing; a step with no active task trains
+nothing. A task's `learning_rate_multiplier` scales every update its step
+makes (shared and own variables) through `task_control.UpdateGuard`.
 """
 import functools
 from typing import Any, Dict, Optional, Union
@@ -17,12 +23,15 @@ import tensorflow as tf
 from multitask import base_model
 from multitask import base_trainer
 from multitask import multitask as multitask_lib
+from multitask import task_control
 from multitask import task_sampler as sampler_lib
 
 
 @gin.configurable
 class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     """Trains one task per step, picked by a `TaskSampler`."""
+
+    _logs_loss_weights = False
 
     def __init__(
         self,
@@ -64,6 +73,15 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
+        all_variables = list(self._multi_task_model.trainable_variables)
+        self._task_guards = {
+            name: task_control.UpdateGuard(
+                self._optimizer,
+                {name: base_model.task_model(self._multi_task_model, name).trainable_variables},
+                all_variables,
+            )
+            for name in multi_task.tasks
+        }
 
     @property
     def task_sampler(self) -> sampler_lib.TaskSampler:
@@ -72,6 +90,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     @property
     def sampling_seed(self) -> int:
         return self._sampling_seed
+
+    def _batches_consumed(self, name) -> int:
+        """Each task's source yields one batch per step that trained the task."""
+        return int(self._task_step_counters[name].numpy())
 
     def _task_step(self, name: str, iterator_map):
         """Runs task `name`'s own train_step on its next batch."""
@@ -87,18 +109,23 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             )
             self._training_losses[name].update_state(logs[task.loss])
 
+        guard = self._task_guards[name]
+        before = guard.snapshot()
         self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+        guard.apply(before, {name: self._multi_task.control.learning_rate_multiplier(name)})
         self._task_step_counters[name].assign_add(1)
 
     def train_step(self, iterator_map):
-        """Samples a task for this global step and trains it."""
+        """Samples an active task for this global step and trains it."""
         names = list(self._multi_task.tasks)
-        if len(names) == 1:
-            self._task_step(names[0], iterator_map)
-        else:
-            cumulative = self._task_sampler.task_cumulative_distribution(self._global_step)
-            index = sampler_lib.sample_task_index(cumulative, self._global_step, self._sampling_seed)
-            tf.switch_case(index, [functools.partial(self._task_step, name, iterator_map) for name in names])
+        control = self._multi_task.control
+        cumulative = self._task_sampler.task_cumulative_distribution(self._global_step)
+        cumulative, any_active = sampler_lib.restrict_to_active(cumulative, control.active_mask())
+        index = sampler_lib.sample_task_index(cumulative, self._global_step, self._sampling_seed)
+        # Index len(names) (no active task) trains nothing.
+        index = tf.where(any_active, index, len(names))
+        branches = [functools.partial(self._task_step, name, iterator_map) for name in names]
+        tf.switch_case(index, branches + [lambda: None])
         self._global_step.assign_add(1)
 
     def train_loop_end(self) -> Dict[str, Any]:

@@ -344,6 +344,30 @@ def sample_task_index(
     return tf.minimum(index, last)
 
 
+def restrict_to_active(cumulative_distribution: tf.Tensor, active: tf.Tensor):
+    """Renormalises a cumulative distribution over the active tasks only.
+
+    Args:
+      cumulative_distribution: `[T]` float32, as `task_cumulative_distribution` returns.
+      active: `[T]` booleans.
+
+    Returns:
+      `(cumulative, any_mass)`: the new cumulative distribution (inactive
+      tasks get probability exactly 0, entries from the last task with mass on
+      are exactly 1), and whether any active task has probability > 0 (when
+      False, no task should be trained).
+    """
+    cumulative = tf.convert_to_tensor(cumulative_distribution, tf.float32)
+    probabilities = cumulative - tf.concat([[0.0], cumulative[:-1]], axis=0)
+    probabilities = tf.where(active, tf.maximum(probabilities, 0.0), 0.0)
+    total = tf.reduce_sum(probabilities)
+    any_mass = total > 0
+    restricted = tf.math.cumsum(probabilities) / tf.where(any_mass, total, 1.0)
+    positions = tf.range(tf.size(probabilities))
+    last = tf.reduce_max(tf.where(probabilities > 0, positions, 0))
+    return tf.where(positions >= last, 1.0, tf.minimum(restricted, 1.0)), any_mass
+
+
 def get_task_sampler(
     config: configs.TaskSamplingConfig, task_weights: Mapping[str, Number]
 ) -> TaskSampler:

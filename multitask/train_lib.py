@@ -73,9 +73,9 @@ def get_trainer(
         if trainer_type == "interleaving":
             sampling = getattr(params.trainer, "task_sampler", None)
             kwargs["task_sampler"] = (
-                task_sampler.get_task_sampler(sampling, task.task_weights)
+                task_sampler.get_task_sampler(sampling, task.sampling_weights)
                 if sampling is not None
-                else task_sampler.UniformTaskSampler(task.task_weights)
+                else task_sampler.UniformTaskSampler(task.sampling_weights)
             )
         elif params.trainer.weighting.type:
             kwargs["weighting"] = weighting.get_weighting(
