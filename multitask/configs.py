@@ -12,7 +12,7 @@ from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 
 TRAINER_TYPES = ("joint", "interleaving")
-SAMPLER_TYPES = ("uniform", "proportional", "annealing")
+SAMPLER_TYPES = ("uniform", "proportional", "annealing", "temperature", "round_robin", "epoch_shuffled")
 
 
 @dataclasses.dataclass
@@ -113,6 +113,30 @@ class AnnealingSampleConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class TemperatureSampleConfig(hyperparams.Config):
+    """Sampling with p_i proportional to n_i ** (1 / temperature).
+
+    Attributes:
+      temperature: T > 0; 1 is proportional to the sizes, large T near uniform.
+      dataset_sizes: n_i per task, in task order.
+    """
+
+    temperature: float = 1.0
+    dataset_sizes: Tuple[int, ...] = ()
+
+
+@dataclasses.dataclass
+class EpochShuffledSampleConfig(hyperparams.Config):
+    """Every batch of every task once per epoch, in a shuffled order.
+
+    Attributes:
+      batches_per_epoch: Batches in one epoch of each task's data, in task order.
+    """
+
+    batches_per_epoch: Tuple[int, ...] = ()
+
+
+@dataclasses.dataclass
 class TaskSamplingConfig(hyperparams.OneOfConfig):
     """How the interleaving trainer picks a task: one of `SAMPLER_TYPES`."""
 
@@ -122,6 +146,9 @@ class TaskSamplingConfig(hyperparams.OneOfConfig):
         default_factory=ProportionalSampleConfig
     )
     annealing: AnnealingSampleConfig = dataclasses.field(default_factory=AnnealingSampleConfig)
+    temperature: TemperatureSampleConfig = dataclasses.field(default_factory=TemperatureSampleConfig)
+    round_robin: hyperparams.Config = dataclasses.field(default_factory=hyperparams.Config)
+    epoch_shuffled: EpochShuffledSampleConfig = dataclasses.field(default_factory=EpochShuffledSampleConfig)
 
     def validate(self):
         if self.type not in SAMPLER_TYPES:

@@ -1,6 +1,6 @@
 """MultiTaskInterleavingTrainer: one sampled task per step, with its own step.
 
-Each step draws a task from the sampler's distribution with a stateless RNG
+Each step asks the sampler for a task (`TaskSampler.task_index`: a draw with a stateless RNG
 seeded by the global step, so a resumed run draws the same sequence, then runs
 that task's own `Task.train_step` on its sub-model (only that task's variables
 get gradients). Sampling happens outside the replica function, so every
@@ -119,9 +119,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         """Samples an active task for this global step and trains it."""
         names = list(self._multi_task.tasks)
         control = self._multi_task.control
-        cumulative = self._task_sampler.task_cumulative_distribution(self._global_step)
-        cumulative, any_active = sampler_lib.restrict_to_active(cumulative, control.active_mask())
-        index = sampler_lib.sample_task_index(cumulative, self._global_step, self._sampling_seed)
+        index, any_active = self._task_sampler.task_index(
+            self._global_step, self._sampling_seed, control.active_mask()
+        )
         # Index len(names) (no active task) trains nothing.
         index = tf.where(any_active, index, len(names))
         branches = [functools.partial(self._task_step, name, iterator_map) for name in names]

@@ -253,3 +253,16 @@ def test_weighting_refuses_disabled_tasks():
     mt.disable_task("bar")
     with pytest.raises(ValueError, match="disabled tasks"):
         trainer.train(tf.constant(1))
+
+
+def test_epoch_shuffled_trainer_trains_each_task_its_batches_per_epoch():
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+        mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.01),
+        task_sampler.EpochShuffledTaskSampler({"foo": 3, "bar": 5}),
+    )
+    trainer.train(tf.constant(8))
+    assert [int(trainer.task_step_counter(n).numpy()) for n in ("foo", "bar")] == [3, 5]
+    trainer.train(tf.constant(8))
+    assert [int(trainer.task_step_counter(n).numpy()) for n in ("foo", "bar")] == [6, 10]
