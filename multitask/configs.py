@@ -33,6 +33,24 @@ class LossWeightScheduleConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class EarlyStoppingConfig(hyperparams.Config):
+    """Stops (disables) a task whose validation metric stopped improving.
+
+    Attributes:
+      metric: The task's evaluation metric (a key of its evaluation logs);
+        "" turns early stopping off.
+      mode: "higher" or "lower": which values are better.
+      patience: Evaluations without improvement before the task stops.
+      min_delta: An improvement must exceed the best value by more than this.
+    """
+
+    metric: str = ""
+    mode: str = "higher"
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass
 class TaskRoutine(hyperparams.Config):
     """One task of a multi-task experiment.
 
@@ -54,6 +72,7 @@ class TaskRoutine(hyperparams.Config):
         global step (e.g. a linear ramp).
       enabled: False starts the task disabled (`MultiTask.enable_task` turns
         it on later).
+      early_stopping: Per-task early stopping (train_and_eval mode).
     """
 
     task_name: str = ""
@@ -67,6 +86,7 @@ class TaskRoutine(hyperparams.Config):
         default_factory=LossWeightScheduleConfig
     )
     enabled: bool = True
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
 
     def resolved_name(self) -> str:
         """Returns `task_name`, falling back to `task_config.name`."""
@@ -217,6 +237,34 @@ class WeightingConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class ModelSelectionConfig(hyperparams.Config):
+    """One score over several tasks, for the best checkpoint and run-level early stopping.
+
+    With a method set, the best-checkpoint exporter compares this score
+    (`trainer.best_checkpoint_eval_metric` may be left empty; it is logged as
+    "aggregate.<method>" in the exporter's info.json).
+
+    Attributes:
+      method: "" (off), "mean", "weighted_mean" or "delta_m".
+      metrics: "<task>.<metric>" names.
+      weights: One per metric (weighted_mean).
+      baselines: Single-task values, one per metric (delta_m).
+      lower_is_better: One per metric (delta_m; default all False).
+      patience: > 0 ends training after this many evaluations without an
+        improvement of the score (train_and_eval mode).
+      min_delta: The improvement the patience counts.
+    """
+
+    method: str = ""
+    metrics: Tuple[str, ...] = ()
+    weights: Tuple[float, ...] = ()
+    baselines: Tuple[float, ...] = ()
+    lower_is_better: Tuple[bool, ...] = ()
+    patience: int = 0
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass
 class MultiTaskTrainerConfig(cfg.TrainerConfig):
     """Model Garden's `TrainerConfig` plus the choice of multi-task trainer.
 
@@ -227,6 +275,8 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
       weighting: The joint trainer's task-balancing method.
       rep_grad: Balance gradients with respect to the shared representation
         instead of the shared parameters (joint trainer, shared input).
+      model_selection: The aggregate score over tasks (best checkpoint, early
+        stopping of the whole run).
     """
 
     trainer_type: str = "interleaving"
@@ -235,6 +285,7 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
     )
     weighting: WeightingConfig = dataclasses.field(default_factory=WeightingConfig)
     rep_grad: bool = False
+    model_selection: ModelSelectionConfig = dataclasses.field(default_factory=ModelSelectionConfig)
 
     def validate(self):
         # Own checks first: the base validate() exports the whole config, which
@@ -254,6 +305,12 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
         self.weighting.validate()
         if self.rep_grad and not self.weighting.type:
             raise ValueError("trainer.rep_grad needs a trainer.weighting.type.")
+        if self.model_selection.method:
+            from multitask import model_selection  # pylint: disable=g-import-not-at-top
+
+            model_selection.build_selector(self.model_selection)
+        elif self.model_selection.patience:
+            raise ValueError("trainer.model_selection.patience needs a trainer.model_selection.method.")
         super().validate()
 
 
@@ -319,3 +376,9 @@ def validate_task_routines(routines, field: str):
                 raise ValueError(f"{field}[{index}].{knob} is {value!r}; it must be a finite number >= 0.")
         schedule = getattr(routine, "loss_weight_schedule", None)
         task_control.validate_schedule(schedule, f"{field}[{index}].loss_weight_schedule")
+        stopping = getattr(routine, "early_stopping", None)
+        if stopping is not None and stopping.metric:
+            if stopping.mode not in ("higher", "lower"):
+                raise ValueError(f"{field}[{index}].early_stopping.mode is {stopping.mode!r}; allowed: higher, lower.")
+            if stopping.patience < 1:
+                raise ValueError(f"{field}[{index}].early_stopping.patience is {stopping.patience}; it must be >= 1.")

@@ -21,6 +21,7 @@ from multitask import configs
 from multitask import evaluator as evaluator_lib
 from multitask import input_factory
 from multitask import interleaving_trainer
+from multitask import model_selection
 from multitask import multitask as multitask_lib
 from multitask import task_sampler
 from multitask import weighting
@@ -126,6 +127,12 @@ def _run(
             )
     if not is_training:
         trainer = None
+    stopping = None
+    if mode == "train_and_eval":
+        stopping = _early_stopping(params, train_task, model_dir)
+        if stopping is not None:
+            # Saved with the run, so a resumed run keeps its patience counts.
+            trainer.checkpoint.early_stopping = stopping
     owner = trainer if trainer is not None else evaluator
     checkpoint_manager = tf.train.CheckpointManager(
         owner.checkpoint,
@@ -150,6 +157,8 @@ def _run(
     with strategy.scope():
         if mode == "train":
             controller.train(steps=params.trainer.train_steps)
+        elif mode == "train_and_eval" and stopping is not None:
+            _train_and_evaluate_with_early_stopping(controller, params, trainer, stopping)
         elif mode == "train_and_eval":
             controller.train_and_evaluate(
                 train_steps=params.trainer.train_steps,
@@ -171,6 +180,60 @@ def _run(
         if run_post_eval:
             return evaluator.evaluate(params.trainer.validation_steps)
     return None
+
+
+class _EarlyStopping(tf.Module):
+    """Per-task early stopping and the run-level patience on the aggregate score."""
+
+    def __init__(self, tasks, selector, run_tracker):
+        super().__init__(name="early_stopping")
+        self.tasks = tasks
+        self.run = run_tracker
+        self._selector = selector
+
+    def update(self, eval_logs, step: int) -> bool:
+        """Feeds one evaluation; returns True when training should end."""
+        if self.tasks is not None:
+            self.tasks.update(eval_logs, step)
+            if self.tasks.all_stopped:
+                logging.info("Early stopping: every task has stopped at step %d.", step)
+                return True
+        if self.run is not None and self.run.update(self._selector.score(eval_logs)):
+            logging.info("Early stopping: the %s score stopped improving at step %d.", self._selector.name, step)
+            return True
+        return False
+
+
+def _early_stopping(params, multi_task: multitask_lib.MultiTask, model_dir: str) -> Optional[_EarlyStopping]:
+    """The early stopping `params` ask for, or None."""
+    routines = getattr(params.task, "task_routines", ()) or ()
+    per_task = {r.resolved_name(): r.early_stopping for r in routines
+                if getattr(r, "early_stopping", None) is not None and r.early_stopping.metric}
+    tasks = model_selection.TaskEarlyStopping(multi_task, per_task, model_dir) if per_task else None
+    config = getattr(params.trainer, "model_selection", None)
+    run = None
+    if config is not None and config.method and config.patience:
+        selector = model_selection.build_selector(config)
+        mode = "higher" if selector.name == "delta_m" else params.trainer.best_checkpoint_metric_comp
+        run = model_selection.PatienceTracker(mode, config.patience, config.min_delta, name="run")
+    else:
+        selector = None
+    if tasks is None and run is None:
+        return None
+    return _EarlyStopping(tasks, selector, run)
+
+
+def _train_and_evaluate_with_early_stopping(controller, params, trainer, stopping: _EarlyStopping):
+    """orbit's `Controller.train_and_evaluate`, ending early when `stopping` says so."""
+    train_steps, interval = params.trainer.train_steps, params.trainer.validation_interval
+    step = int(trainer.global_step.numpy())
+    while step < train_steps:
+        step = min(train_steps, step + interval)
+        controller.train(steps=step, checkpoint_at_completion=False)
+        logs = controller.evaluate(steps=params.trainer.validation_steps)
+        if stopping.update(logs, step):
+            break
+    controller.save_checkpoint()
 
 
 def run_experiment(
