@@ -92,8 +92,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         return self._sampling_seed
 
     def _batches_consumed(self, name) -> int:
-        """Each task's source yields one batch per step that trained the task."""
-        return int(self._task_step_counters[name].numpy())
+        """A task's source yields one batch per step that trained it; a shared one, one per trained step."""
+        counters = self._task_step_counters.values() if name is None else [self._task_step_counters[name]]
+        return sum(int(counter.numpy()) for counter in counters)
 
     def _task_step(self, name: str, iterator_map):
         """Runs task `name`'s own train_step on its next batch."""
