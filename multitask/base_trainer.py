@@ -19,13 +19,17 @@ from multitask import base_model
 from multitask import joint_step
 from multitask import multitask as multitask_lib
 from multitask import results as results_lib
+from multitask import successive_regularization as successive_lib
 from multitask import task_control
 from multitask.core import base_task
 from multitask.weighting import base as weighting_base
 
 _RESERVED_CHECKPOINT_NAMES = (
-    "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control"
+    "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control",
+    "shared_learning_rate_multiplier", "task_optimizers", "successive_regularization",
 )
+# The UpdateGuard group of the variables several tasks share.
+_SHARED_GROUP = "__shared__"
 
 
 class _UntrackedDict(dict):
@@ -69,6 +73,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         train_datasets=None,
         weighting: Optional[weighting_base.Weighting] = None,
         rep_grad: bool = False,
+        shared_learning_rate_multiplier: Optional[float] = None,
+        successive_regularization: float = 0.0,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -92,6 +98,15 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
           rep_grad: Balance gradients with respect to the shared representation
             instead of the shared parameters (needs a shared dataset and an
             `EncoderHeadsModel`).
+          shared_learning_rate_multiplier: Scales the updates of the variables
+            several tasks share (the trunk), as each task's
+            `learning_rate_multiplier` scales its own (its head): per-group
+            learning rates. None (the default) costs nothing; a number keeps
+            it in a variable (`shared_learning_rate_multiplier`, checkpointed,
+            assignable between steps) at the price of a copy of the trunk per step.
+          successive_regularization: λ of HMTL's pull of the shared variables
+            towards their values at the start of the phase (see
+            `successive_regularization`); 0 is off.
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
@@ -143,10 +158,19 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             task_control=multi_task.control,
             **checkpoint_items,
         )
-        _, specific = joint_step.split_variables(multi_task_model, list(multi_task.tasks))
-        self._update_guard = task_control.UpdateGuard(
-            optimizer, specific, multi_task_model.trainable_variables
-        )
+        shared, groups = joint_step.split_variables(multi_task_model, list(multi_task.tasks))
+        self._shared_multiplier = None
+        if shared_learning_rate_multiplier is not None:
+            self._shared_multiplier = tf.Variable(
+                float(shared_learning_rate_multiplier), trainable=False, name="shared_learning_rate_multiplier"
+            )
+            self._checkpoint.shared_learning_rate_multiplier = self._shared_multiplier
+            groups[_SHARED_GROUP] = shared
+        self._update_guard = task_control.UpdateGuard(optimizer, groups, multi_task_model.trainable_variables)
+        self._successive = None
+        if successive_regularization:
+            self._successive = successive_lib.SuccessiveRegularization(shared, successive_regularization)
+            self._checkpoint.successive_regularization = self._successive
         if train_datasets is None:
             train_datasets = {
                 name: functools.partial(task.build_inputs, task.task_config.train_data)
@@ -282,6 +306,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         """Per-task training metrics, from each task's `build_metrics(True)`."""
         return self._training_metrics
 
+    @property
+    def successive_regularization(self) -> Optional[successive_lib.SuccessiveRegularization]:
+        """The shared variables' anchors (None when successive regularization is off)."""
+        return self._successive
+
+    @property
+    def shared_learning_rate_multiplier(self) -> Optional[tf.Variable]:
+        """The trunk's update multiplier (None unless the trainer was given one)."""
+        return self._shared_multiplier
+
     def task_step_counter(self, name: str) -> tf.Variable:
         """The number of steps that trained task `name`."""
         return self._task_step_counters[name]
@@ -313,6 +347,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         """
         if self._weighting is not None:
             self._check_weighting_control()
+        if self._successive is not None:
+            self._successive.maybe_start_phase(self._multi_task.active_tasks)
         if self.train_dataset is None:
             self.train_dataset = self._distributed_datasets()
         for metric in self._training_losses.values():
@@ -368,13 +404,21 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             self._training_losses["total_loss"].update_state(logs["total_loss"])
 
         inputs = self.next_inputs(iterator_map, names)
+
+        def run_step():
+            self._strategy.run(step_fn, args=(inputs,))
+            if self._successive is not None:
+                self._successive.apply(self._optimizer.learning_rate)
+
         before = self._update_guard.snapshot()
-        tf.cond(tf.reduce_any(control.active_mask()),
-                lambda: self._strategy.run(step_fn, args=(inputs,)), lambda: None)
-        self._update_guard.apply(before, {
+        tf.cond(tf.reduce_any(control.active_mask()), run_step, lambda: None)
+        factors = {
             name: tf.where(control.is_active(name), control.learning_rate_multiplier(name), 0.0)
             for name in names
-        })
+        }
+        if self._shared_multiplier is not None:
+            factors[_SHARED_GROUP] = self._shared_multiplier.read_value()
+        self._update_guard.apply(before, factors)
         self._global_step.assign_add(1)
         for name, counter in self._task_step_counters.items():
             counter.assign_add(tf.cast(control.is_active(name), tf.int64))
@@ -392,7 +436,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     def train_loop_end(self) -> Dict[str, Any]:
         """Returns the loop's means as Python numbers.
 
-        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`.
+        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`,
+        plus per task the knobs in use (`TaskControl.logs`): "loss_weight",
+        "learning_rate_multiplier", "active".
         """
         result = {}
         control_logs = self._multi_task.control.logs(self._global_step, self._logs_loss_weights)

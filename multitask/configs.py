@@ -73,6 +73,8 @@ class TaskRoutine(hyperparams.Config):
       enabled: False starts the task disabled (`MultiTask.enable_task` turns
         it on later).
       early_stopping: Per-task early stopping (train_and_eval mode).
+      optimizer_config: The task's own optimizer (interleaving trainer only);
+        None uses `trainer.optimizer_config`.
     """
 
     task_name: str = ""
@@ -87,6 +89,7 @@ class TaskRoutine(hyperparams.Config):
     )
     enabled: bool = True
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
+    optimizer_config: Optional[cfg.OptimizationConfig] = None
 
     def resolved_name(self) -> str:
         """Returns `task_name`, falling back to `task_config.name`."""
@@ -277,6 +280,12 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
         instead of the shared parameters (joint trainer, shared input).
       model_selection: The aggregate score over tasks (best checkpoint, early
         stopping of the whole run).
+      shared_learning_rate_multiplier: Joint trainer: scales the updates of
+        the shared variables (the routines' learning_rate_multiplier scale
+        each task's own); None leaves them alone at no cost.
+      successive_regularization: Strength λ of the pull of the shared
+        variables towards their values at the start of the current training
+        phase (HMTL); 0 is off. See `successive_regularization`.
     """
 
     trainer_type: str = "interleaving"
@@ -286,6 +295,8 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
     weighting: WeightingConfig = dataclasses.field(default_factory=WeightingConfig)
     rep_grad: bool = False
     model_selection: ModelSelectionConfig = dataclasses.field(default_factory=ModelSelectionConfig)
+    shared_learning_rate_multiplier: Optional[float] = None
+    successive_regularization: float = 0.0
 
     def validate(self):
         # Own checks first: the base validate() exports the whole config, which
@@ -305,6 +316,13 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
         self.weighting.validate()
         if self.rep_grad and not self.weighting.type:
             raise ValueError("trainer.rep_grad needs a trainer.weighting.type.")
+        if self.trainer_type == "interleaving" and self.shared_learning_rate_multiplier is not None:
+            raise ValueError(
+                "trainer.shared_learning_rate_multiplier is the joint trainer's; the interleaving trainer "
+                "takes a learning_rate_multiplier or an optimizer_config per task routine."
+            )
+        if self.successive_regularization < 0:
+            raise ValueError(f"trainer.successive_regularization is {self.successive_regularization}; it must be >= 0.")
         if self.model_selection.method:
             from multitask import model_selection  # pylint: disable=g-import-not-at-top
 

@@ -13,7 +13,7 @@ nothing. A task's `learning_rate_multiplier` scales every update its step
 makes (shared and own variables) through `task_control.UpdateGuard`.
 """
 import functools
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import gin
 import keras
@@ -42,6 +42,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         trainer_options: Optional[orbit.StandardTrainerOptions] = None,
         train_datasets=None,
         sampling_seed: int = 0,
+        task_optimizers: Optional[Mapping[str, keras.optimizers.Optimizer]] = None,
+        successive_regularization: float = 0.0,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -55,9 +57,17 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
           train_datasets: As for `MultiTaskBaseTrainer`.
           sampling_seed: The first half of the stateless RNG seed; the global
             step is the second.
+          task_optimizers: `{task: optimizer}`: tasks that step with an
+            optimizer of their own (HMTL's design; its state, schedule and
+            step count are the task's), built on the task's sub-model and
+            saved in the checkpoint under "task_optimizers". Other tasks use
+            `optimizer`.
+          successive_regularization: As for `MultiTaskBaseTrainer`; the pull
+            follows every task step, at that step's learning rate.
 
         Raises:
           ValueError: The sampler's tasks differ from `multi_task`'s.
+          KeyError: `task_optimizers` names an unknown task.
         """
         if list(task_sampler.task_weights) != list(multi_task.tasks):
             raise ValueError(
@@ -70,13 +80,26 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             optimizer=optimizer,
             trainer_options=trainer_options,
             train_datasets=train_datasets,
+            successive_regularization=successive_regularization,
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
+        unknown = sorted(set(task_optimizers or {}) - set(multi_task.tasks))
+        if unknown:
+            raise KeyError(f"task_optimizers for unknown tasks {unknown}; tasks: {', '.join(multi_task.tasks)}.")
+        self._task_optimizers = {}
+        for name, task_optimizer in (task_optimizers or {}).items():
+            if base_trainer._needs_loss_scaling() and not isinstance(  # pylint: disable=protected-access
+                    task_optimizer, keras.optimizers.LossScaleOptimizer):
+                task_optimizer = keras.optimizers.LossScaleOptimizer(task_optimizer)
+            task_optimizer.build(base_model.task_model(multi_task_model, name).trainable_variables)
+            self._task_optimizers[name] = task_optimizer
+        if self._task_optimizers:
+            self._checkpoint.task_optimizers = self._task_optimizers
         all_variables = list(self._multi_task_model.trainable_variables)
         self._task_guards = {
             name: task_control.UpdateGuard(
-                self._optimizer,
+                self.task_optimizer(name),
                 {name: base_model.task_model(self._multi_task_model, name).trainable_variables},
                 all_variables,
             )
@@ -90,6 +113,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     @property
     def sampling_seed(self) -> int:
         return self._sampling_seed
+
+    def task_optimizer(self, name: str) -> keras.optimizers.Optimizer:
+        """The optimizer that steps task `name` (its own, else the shared one)."""
+        return self._task_optimizers.get(name, self._optimizer)
 
     def _batches_consumed(self, name) -> int:
         """A task's source yields one batch per step that trained it; a shared one, one per trained step."""
@@ -105,7 +132,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             logs = task.train_step(
                 self.task_inputs(inputs, [name])[name],
                 model=model,
-                optimizer=self._optimizer,
+                optimizer=self.task_optimizer(name),
                 metrics=self._training_metrics[name],
             )
             self._training_losses[name].update_state(logs[task.loss])
@@ -114,6 +141,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         before = guard.snapshot()
         self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
         guard.apply(before, {name: self._multi_task.control.learning_rate_multiplier(name)})
+        if self._successive is not None:
+            self._successive.apply(self.task_optimizer(name).learning_rate)
         self._task_step_counters[name].assign_add(1)
 
     def train_step(self, iterator_map):
@@ -130,7 +159,12 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         self._global_step.assign_add(1)
 
     def train_loop_end(self) -> Dict[str, Any]:
-        """As the joint trainer's, without "total_loss" (no joint loss exists)."""
+        """As the joint trainer's, without "total_loss" (no joint loss exists).
+
+        A task with its own optimizer also reports its "learning_rate".
+        """
         result = super().train_loop_end()
         result.pop("total_loss")
+        for name, task_optimizer in self._task_optimizers.items():
+            result[name]["learning_rate"] = float(task_optimizer.learning_rate.numpy())
         return result

@@ -277,10 +277,6 @@ class UpdateGuard:
             name: optimizer_slots(optimizer, variables, all_variables) for name, variables in self._groups.items()
         }
 
-    @property
-    def groups(self) -> List[str]:
-        return list(self._groups)
-
     def snapshot(self) -> Dict[str, List[tf.Tensor]]:
         return {
             name: [tf.identity(v) for v in self._groups[name] + self._slots[name]]

@@ -55,7 +55,8 @@ def get_trainer(
     interleaving trainer, which runs the task's own `train_step`.
 
     Raises:
-      ValueError: An unknown trainer or sampler type.
+      ValueError: An unknown trainer or sampler type, or a routine's
+        optimizer_config with the joint trainer.
     """
     trainer_type = getattr(params.trainer, "trainer_type", "interleaving")
     if trainer_type not in TRAINERS:
@@ -71,7 +72,23 @@ def get_trainer(
         shared_data = getattr(params.task, "shared_train_data", None)
         if shared_data is not None:
             kwargs["train_datasets"] = functools.partial(input_factory.build_shared_inputs, shared_data)
+        routines = getattr(params.task, "task_routines", ()) or ()
+        task_optimizers = {
+            r.resolved_name(): task.create_optimizer(r.optimizer_config, params.runtime)
+            for r in routines if getattr(r, "optimizer_config", None) is not None
+        }
+        if task_optimizers and trainer_type != "interleaving":
+            raise ValueError(
+                f"task.task_routines of {sorted(task_optimizers)} set an optimizer_config, which only the "
+                "interleaving trainer takes; the joint trainer takes learning_rate_multiplier per task and "
+                "trainer.shared_learning_rate_multiplier."
+            )
+        strength = getattr(params.trainer, "successive_regularization", 0.0)
+        if strength:
+            kwargs["successive_regularization"] = strength
         if trainer_type == "interleaving":
+            if task_optimizers:
+                kwargs["task_optimizers"] = task_optimizers
             sampling = getattr(params.trainer, "task_sampler", None)
             kwargs["task_sampler"] = (
                 task_sampler.get_task_sampler(sampling, task.sampling_weights)
@@ -83,6 +100,8 @@ def get_trainer(
                 params.trainer.weighting.type, len(task.tasks), **params.trainer.weighting.hyperparameters()
             )
             kwargs["rep_grad"] = params.trainer.rep_grad
+        if trainer_type == "joint" and getattr(params.trainer, "shared_learning_rate_multiplier", None) is not None:
+            kwargs["shared_learning_rate_multiplier"] = params.trainer.shared_learning_rate_multiplier
         return TRAINERS[trainer_type](**kwargs)
 
 

@@ -278,3 +278,67 @@ def test_interleaving_on_a_shared_dataset_resumes_after_the_trained_batches():
     )
     trainer.train(tf.constant(3))
     assert trainer._batches_consumed(None) == 3  # pylint: disable=protected-access
+
+
+def test_interleaving_task_optimizers_step_their_own_tasks(tmp_path):
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    model = toy.ToyMultiTaskModel()
+    frozen = keras.optimizers.SGD(0.0)
+    trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+        mt, model, keras.optimizers.SGD(0.1), task_sampler.RoundRobinTaskSampler(mt.sampling_weights),
+        task_optimizers={"foo": frozen},
+    )
+    foo_head = _values(model.sub_tasks["foo"].head.trainable_variables)
+    logs = trainer.train(tf.constant(4))
+    for old, new in zip(foo_head, _values(model.sub_tasks["foo"].head.trainable_variables)):
+        np.testing.assert_array_equal(old, new)
+    assert int(frozen.iterations.numpy()) == 2 and int(trainer.optimizer.iterations.numpy()) == 2
+    assert logs["foo"]["learning_rate"] == 0.0 and "learning_rate" not in logs["bar"]
+    names = [n for n, _ in tf.train.list_variables(trainer.checkpoint.save(str(tmp_path / "c")))]
+    assert any(n.startswith("task_optimizers/foo/") for n in names)
+    with pytest.raises(KeyError, match="baz"):
+        interleaving_trainer.MultiTaskInterleavingTrainer(
+            mt, model, keras.optimizers.SGD(0.1), task_sampler.RoundRobinTaskSampler(mt.sampling_weights),
+            task_optimizers={"baz": keras.optimizers.SGD(0.1)},
+        )
+
+
+def test_shared_learning_rate_multiplier_scales_the_trunk_update(tmp_path):
+    plain, plain_model = _joint(optimizer=keras.optimizers.SGD(0.1))
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    model = toy.ToyMultiTaskModel()
+    half = base_trainer.MultiTaskBaseTrainer(mt, model, keras.optimizers.SGD(0.1), shared_learning_rate_multiplier=0.5)
+    start = plain_model.shared.kernel.numpy().copy()
+    np.testing.assert_array_equal(start, model.shared.kernel.numpy())
+    plain.train(tf.constant(1))
+    half.train(tf.constant(1))
+    np.testing.assert_allclose(model.shared.kernel.numpy() - start,
+                               0.5 * (plain_model.shared.kernel.numpy() - start), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.sub_tasks["foo"].head.kernel.numpy(),
+                               plain_model.sub_tasks["foo"].head.kernel.numpy(), rtol=1e-6)
+    assert "shared_learning_rate_multiplier" in [n.split("/")[0] for n, _ in tf.train.list_variables(
+        half.checkpoint.write(str(tmp_path / "ckpt")))]
+
+
+def test_trainer_config_errors_for_the_optimizer_knobs():
+    from multitask import train_lib
+    from official.core import config_definitions as cfg
+
+    sgd = {"optimizer": {"type": "sgd"}, "learning_rate": {"type": "constant", "constant": {"learning_rate": 0.1}}}
+    params = configs.MultiTaskExperimentConfig(
+        task=configs.MultiTaskConfig(task_routines=(
+            configs.TaskRoutine(task_config=toy.FooConfig(), optimizer_config=sgd),
+            configs.TaskRoutine(task_config=toy.BarConfig()),
+        )),
+        trainer=configs.MultiTaskTrainerConfig(trainer_type="joint", optimizer_config=sgd),
+        runtime=cfg.RuntimeConfig(),
+    )
+    with pytest.raises(ValueError, match="only the interleaving trainer"):
+        train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
+    params.trainer.trainer_type = "interleaving"
+    trainer = train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
+    assert trainer.task_optimizer("foo") is not trainer.optimizer
+    with pytest.raises(ValueError, match="shared_learning_rate_multiplier is the joint trainer's"):
+        configs.MultiTaskTrainerConfig(trainer_type="interleaving", shared_learning_rate_multiplier=0.5).validate()
