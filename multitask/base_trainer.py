@@ -377,6 +377,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         """One joint step over the active tasks."""
         names = list(self._multi_task.tasks)
         control = self._multi_task.control
+        # Read once: the step's schedules and windows, before the step counts.
+        step = self._global_step.read_value()
+        active = {name: control.is_active(name, step) for name in names}
 
         def step_fn(inputs):
             shared_features = base_task.split_inputs(inputs)[0] if self._shared_input else None
@@ -388,7 +391,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     optimizer=self._optimizer,
                     task_metrics=self._training_metrics,
                     shared_features=shared_features,
-                    global_step=self._global_step,
+                    global_step=step,
                 )
             else:
                 logs = joint_step.balanced_train_step(
@@ -399,7 +402,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 self._update_diagnostics(names, logs)
             for key in names:
                 self._training_losses[key].update_state(
-                    logs[key], sample_weight=tf.cast(control.is_active(key), tf.float32)
+                    logs[key], sample_weight=tf.cast(active[key], tf.float32)
                 )
             self._training_losses["total_loss"].update_state(logs["total_loss"])
 
@@ -411,17 +414,14 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 self._successive.apply(self._optimizer.learning_rate)
 
         before = self._update_guard.snapshot()
-        tf.cond(tf.reduce_any(control.active_mask()), run_step, lambda: None)
-        factors = {
-            name: tf.where(control.is_active(name), control.learning_rate_multiplier(name), 0.0)
-            for name in names
-        }
+        tf.cond(tf.reduce_any(tf.stack(list(active.values()))), run_step, lambda: None)
+        factors = {name: tf.where(active[name], control.learning_rate_multiplier(name), 0.0) for name in names}
         if self._shared_multiplier is not None:
             factors[_SHARED_GROUP] = self._shared_multiplier.read_value()
         self._update_guard.apply(before, factors)
         self._global_step.assign_add(1)
         for name, counter in self._task_step_counters.items():
-            counter.assign_add(tf.cast(control.is_active(name), tf.int64))
+            counter.assign_add(tf.cast(active[name], tf.int64))
 
     def _update_diagnostics(self, names, logs):
         for i, name in enumerate(names):

@@ -72,6 +72,8 @@ class TaskRoutine(hyperparams.Config):
         global step (e.g. a linear ramp).
       enabled: False starts the task disabled (`MultiTask.enable_task` turns
         it on later).
+      start_step: The global step from which the task trains.
+      stop_step: The global step from which it no longer trains; None: never.
       early_stopping: Per-task early stopping (train_and_eval mode).
       optimizer_config: The task's own optimizer (interleaving trainer only);
         None uses `trainer.optimizer_config`.
@@ -88,6 +90,8 @@ class TaskRoutine(hyperparams.Config):
         default_factory=LossWeightScheduleConfig
     )
     enabled: bool = True
+    start_step: int = 0
+    stop_step: Optional[int] = None
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     optimizer_config: Optional[cfg.OptimizationConfig] = None
 
@@ -394,6 +398,11 @@ def validate_task_routines(routines, field: str):
                 raise ValueError(f"{field}[{index}].{knob} is {value!r}; it must be a finite number >= 0.")
         schedule = getattr(routine, "loss_weight_schedule", None)
         task_control.validate_schedule(schedule, f"{field}[{index}].loss_weight_schedule")
+        start, stop = getattr(routine, "start_step", 0) or 0, getattr(routine, "stop_step", None)
+        if start < 0 or (stop is not None and stop <= start):
+            raise ValueError(
+                f"{field}[{index}]: start_step {start} and stop_step {stop} must satisfy 0 <= start_step < stop_step."
+            )
         stopping = getattr(routine, "early_stopping", None)
         if stopping is not None and stopping.metric:
             if stopping.mode not in ("higher", "lower"):

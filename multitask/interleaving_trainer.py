@@ -150,7 +150,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         names = list(self._multi_task.tasks)
         control = self._multi_task.control
         index, any_active = self._task_sampler.task_index(
-            self._global_step, self._sampling_seed, control.active_mask()
+            self._global_step, self._sampling_seed, control.active_mask(self._global_step)
         )
         # Index len(names) (no active task) trains nothing.
         index = tf.where(any_active, index, len(names))

@@ -64,11 +64,11 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
 
 
 def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_features=None,
-                      **metric_kwargs) -> Dict[str, tf.Tensor]:
+                      global_step=None, **metric_kwargs) -> Dict[str, tf.Tensor]:
     """`task_losses` for the active tasks only; also updates their metrics.
 
     Each task's forward pass, loss and metric update run inside a `tf.cond`
-    on its `multi_task.control` flag, so a disabled task costs no compute and
+    on `multi_task.control.is_active(task, global_step)`, so a disabled task costs no compute and
     toggling it needs no retracing. The shared encoder (single-pass case)
     always runs.
 
@@ -95,7 +95,8 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
             task.process_metrics(task_metrics[name], labels, outputs, **metric_kwargs)
             return tf.reshape(tf.cast(loss, tf.float32), [])
 
-        losses[name] = tf.cond(multi_task.control.is_active(name), forward, lambda: tf.constant(0.0))
+        losses[name] = tf.cond(multi_task.control.is_active(name, global_step), forward,
+                               lambda: tf.constant(0.0))
     return losses
 
 

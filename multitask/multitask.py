@@ -52,6 +52,7 @@ class MultiTask(tf.Module):
         learning_rate_multipliers: Optional[Mapping[str, Optional[float]]] = None,
         loss_weight_schedules: Optional[Mapping[str, object]] = None,
         disabled_tasks=(),
+        active_steps: Optional[Mapping[str, tuple]] = None,
     ):
         """Initializes the MultiTask.
 
@@ -70,6 +71,8 @@ class MultiTask(tf.Module):
           loss_weight_schedules: `{name: configs.LossWeightScheduleConfig}`; the
             loss weight is multiplied by the schedule's factor at the global step.
           disabled_tasks: Names of the tasks that start disabled.
+          active_steps: `{name: (start_step, stop_step or None)}`: the task
+            trains only while `start_step <= global_step < stop_step`.
 
         Raises:
           ValueError: Duplicated task names, an empty or mistyped `tasks`, a
@@ -95,7 +98,8 @@ class MultiTask(tf.Module):
         for label, given in (("task_weights", task_weights), ("task_eval_steps", task_eval_steps),
                              ("loss_weights", loss_weights), ("sampling_weights", sampling_weights),
                              ("learning_rate_multipliers", learning_rate_multipliers),
-                             ("loss_weight_schedules", loss_weight_schedules)):
+                             ("loss_weight_schedules", loss_weight_schedules),
+                             ("active_steps", active_steps)):
             unknown = sorted(set(given or {}) - set(task_map))
             if unknown:
                 raise ValueError(
@@ -119,6 +123,7 @@ class MultiTask(tf.Module):
             learning_rate_multipliers=resolved(learning_rate_multipliers, lambda n: 1.0),
             loss_weight_schedules=loss_weight_schedules,
             disabled_tasks=disabled_tasks,
+            active_steps=active_steps,
         )
 
     @classmethod
@@ -131,7 +136,7 @@ class MultiTask(tf.Module):
         """
         configs.validate_task_routines(config.task_routines, "task.task_routines")
         tasks, weights, eval_steps = {}, {}, {}
-        loss_weights, sampling_weights, multipliers, schedules, disabled = {}, {}, {}, {}, []
+        loss_weights, sampling_weights, multipliers, schedules, disabled, windows = {}, {}, {}, {}, [], {}
         for routine in config.task_routines:
             name = routine.resolved_name()
             tasks[name] = build_task(routine.task_config, name, logging_dir)
@@ -143,9 +148,10 @@ class MultiTask(tf.Module):
             schedules[name] = routine.loss_weight_schedule
             if not routine.enabled:
                 disabled.append(name)
+            windows[name] = (routine.start_step, routine.stop_step)
         return cls(tasks, task_weights=weights, task_eval_steps=eval_steps, loss_weights=loss_weights,
                    sampling_weights=sampling_weights, learning_rate_multipliers=multipliers,
-                   loss_weight_schedules=schedules, disabled_tasks=disabled)
+                   loss_weight_schedules=schedules, disabled_tasks=disabled, active_steps=windows)
 
     @property
     def tasks(self) -> Dict[str, base_task.Task]:
@@ -227,7 +233,7 @@ class MultiTask(tf.Module):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             losses = joint_step.gated_task_losses(
-                self, task_inputs, multi_task_model, task_metrics, shared_features, **kwargs
+                self, task_inputs, multi_task_model, task_metrics, shared_features, global_step, **kwargs
             )
             total_loss = tf.add_n([self._control.loss_weight(name, global_step) * loss
                                    for name, loss in losses.items()])

@@ -5,7 +5,10 @@ change without rebuilding or retracing anything:
 
 - `active`: a boolean `tf.Variable`. The trained graph reads it (through
   `tf.cond` / `tf.switch_case`), so `enable` / `disable` take effect at the
-  next step of the already traced training loop.
+  next step of the already traced training loop. An optional step window
+  `[start_step, stop_step)` (from config) further restricts when the task
+  trains, checked against the global step inside the graph, so a task can
+  join or leave at an exact step.
 - `loss_weight`: a float `tf.Variable` (the joint trainer's loss weight),
   optionally multiplied by a schedule over the global step.
 - `learning_rate_multiplier`: a float `tf.Variable` scaling the updates of
@@ -23,7 +26,7 @@ and its slots entirely when the multiplier is 0 (a disabled task). Restoring
 is needed because stateful optimizers (Adam's moments, momentum, weight decay)
 move a variable even when its gradient is zero.
 """
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -102,12 +105,23 @@ class TaskControl(tf.Module):
         learning_rate_multipliers: Mapping[str, float],
         loss_weight_schedules: Optional[Mapping[str, object]] = None,
         disabled_tasks: Iterable[str] = (),
+        active_steps: Optional[Mapping[str, Tuple[int, Optional[int]]]] = None,
     ):
         """Creates the variables; create it under the strategy's scope.
 
+        Args:
+          task_names: The tasks, in order.
+          loss_weights: `{task: weight}` for every task.
+          sampling_weights: `{task: weight}` for every task.
+          learning_rate_multipliers: `{task: multiplier}` for every task.
+          loss_weight_schedules: `{task: LossWeightScheduleConfig}`.
+          disabled_tasks: Tasks whose flag starts False.
+          active_steps: `{task: (start_step, stop_step or None)}`: the task
+            trains only while `start_step <= global_step < stop_step`.
+
         Raises:
-          ValueError: A negative or non-finite knob, a malformed schedule, or an
-            unknown task in `disabled_tasks`.
+          ValueError: A negative or non-finite knob, a malformed schedule or
+            step window, or an unknown task in `disabled_tasks`.
         """
         super().__init__(name="task_control")
         names = list(task_names)
@@ -118,6 +132,16 @@ class TaskControl(tf.Module):
         schedules = dict(loss_weight_schedules or {})
         for name, schedule in schedules.items():
             validate_schedule(schedule, f"loss_weight_schedule of task {name!r}")
+        self._windows = {}
+        for name, (start, stop) in (active_steps or {}).items():
+            start = int(start or 0)
+            if start < 0 or (stop is not None and int(stop) <= start):
+                raise ValueError(
+                    f"Task {name!r}: start_step {start} and stop_step {stop} must satisfy "
+                    "0 <= start_step < stop_step."
+                )
+            if start or stop is not None:
+                self._windows[name] = (start, None if stop is None else int(stop))
         self._names = names
         self._schedules = {name: schedules.get(name) for name in names}
         self._initial_loss_weights = {
@@ -160,17 +184,23 @@ class TaskControl(tf.Module):
         self._control_used = True
         self.active[self._index(name)].assign(False)
 
-    def is_active(self, name: str) -> tf.Tensor:
-        """Task `name`'s flag as a boolean tensor (read inside graphs)."""
-        return self.active[self._index(name)].read_value()
+    def is_active(self, name: str, step=None) -> tf.Tensor:
+        """Whether task `name` trains at `step`: its flag and its step window (a boolean tensor)."""
+        flag = self.active[self._index(name)].read_value()
+        if step is None or name not in self._windows:
+            return flag
+        start, stop = self._windows[name]
+        step = tf.cast(step, tf.int64)
+        inside = step >= start if stop is None else tf.logical_and(step >= start, step < stop)
+        return tf.logical_and(flag, inside)
 
     def active_tasks(self) -> List[str]:
         """The names of the enabled tasks (read eagerly)."""
         return [name for name, flag in zip(self._names, self.active) if bool(flag.numpy())]
 
-    def active_mask(self) -> tf.Tensor:
-        """`[T]` booleans in task order."""
-        return tf.stack([flag.read_value() for flag in self.active])
+    def active_mask(self, step=None) -> tf.Tensor:
+        """`[T]` booleans in task order: `is_active` of every task at `step`."""
+        return tf.stack([self.is_active(name, step) for name in self._names])
 
     @property
     def sampling_weights(self) -> Dict[str, float]:

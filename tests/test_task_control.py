@@ -342,3 +342,21 @@ def test_trainer_config_errors_for_the_optimizer_knobs():
     assert trainer.task_optimizer("foo") is not trainer.optimizer
     with pytest.raises(ValueError, match="shared_learning_rate_multiplier is the joint trainer's"):
         configs.MultiTaskTrainerConfig(trainer_type="interleaving", shared_learning_rate_multiplier=0.5).validate()
+
+
+def test_step_windows_from_config_toggle_at_exact_steps():
+    config = configs.MultiTaskConfig(task_routines=(
+        configs.TaskRoutine(task_config=toy.FooConfig(), stop_step=2),
+        configs.TaskRoutine(task_config=toy.BarConfig(), start_step=3),
+    ))
+    keras.utils.set_random_seed(0)
+    mt = multitask.MultiTask.from_config(config)
+    trainer = base_trainer.MultiTaskBaseTrainer(mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.01))
+    trainer.train(tf.constant(5))  # one loop of 5 steps: the windows act inside it
+    assert [int(trainer.task_step_counter(n).numpy()) for n in ("foo", "bar")] == [2, 2]
+    assert trainer._train_loop_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+    bad = configs.MultiTaskConfig(task_routines=(
+        configs.TaskRoutine(task_config=toy.FooConfig(), start_step=4, stop_step=4),
+    ))
+    with pytest.raises(ValueError, match=r"task_routines\[0\]: start_step 4 and stop_step 4"):
+        bad.validate()
