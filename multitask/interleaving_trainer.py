@@ -138,9 +138,18 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             self._training_losses[name].update_state(logs[task.loss])
 
         guard = self._task_guards[name]
-        before = guard.snapshot()
-        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
-        guard.apply(before, {name: self._multi_task.control.learning_rate_multiplier(name)})
+        multiplier = self._multi_task.control.learning_rate_multiplier(name)
+
+        def run():
+            self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+
+        def scaled_run():
+            before = guard.snapshot()
+            run()
+            guard.apply(before, {name: multiplier})
+
+        # The snapshot copies the sub-model's variables: only take it when needed.
+        tf.cond(tf.equal(multiplier, 1.0), run, scaled_run)
         if self._successive is not None:
             self._successive.apply(self.task_optimizer(name).learning_rate)
         self._task_step_counters[name].assign_add(1)
