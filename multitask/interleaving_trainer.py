@@ -1,9 +1,10 @@
 """MultiTaskInterleavingTrainer: one sampled task per step, with its own step.
 
-Each step asks the sampler for a task (`TaskSampler.task_index`: a draw with a stateless RNG
-seeded by the global step, so a resumed run draws the same sequence, then runs
-that task's own `Task.train_step` on its sub-model (only that task's variables
-get gradients). Sampling happens outside the replica function, so every
+Each step asks the sampler for a task (`TaskSampler.task_index`: a draw with
+a stateless RNG seeded by the global step, or a deterministic schedule), so a
+resumed run trains the same sequence, then runs that task's own
+`Task.train_step` on its sub-model (only that task's variables get
+gradients). Sampling happens outside the replica function, so every
 replica and worker trains the same task.
 
 Task control: the sampler's distribution is restricted to the active tasks
