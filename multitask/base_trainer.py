@@ -23,10 +23,17 @@ from multitask import base_model
 from multitask import joint_step
 from multitask import multitask as multitask_lib
 from multitask import results as results_lib
+from multitask import successive_regularization as successive_lib
+from multitask import task_control
 from multitask.core import base_task
 from multitask.weighting import base as weighting_base
 
-_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters", "weighting")
+_RESERVED_CHECKPOINT_NAMES = (
+    "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control",
+    "shared_learning_rate_multiplier", "task_optimizers", "successive_regularization",
+)
+# The UpdateGuard group of the variables several tasks share.
+_SHARED_GROUP = "__shared__"
 
 
 class _UntrackedDict(dict):
@@ -46,7 +53,20 @@ def _needs_loss_scaling() -> bool:
 
 @gin.configurable
 class MultiTaskBaseTrainer(orbit.StandardTrainer):
-    """Trains all tasks together: one backward pass over the weighted losses."""
+    """Trains all tasks together: one backward pass over the weighted losses.
+
+    Task control (`MultiTask.enable_task` / `disable_task`, loss weights,
+    learning-rate multipliers) is read from variables inside the traced step:
+    a disabled task's forward pass and metrics sit in a `tf.cond` that skips
+    them, its batch is still read (so every task's data stays aligned with
+    the global step), and its task-specific variables and their optimizer
+    slots are restored after the optimizer's update (`UpdateGuard`), so the
+    step leaves them untouched. A step with no active task updates nothing
+    but the global step.
+    """
+
+    # Whether the trainer logs each task's loss weight (the joint step uses it).
+    _logs_loss_weights = True
 
     def __init__(
         self,
@@ -57,6 +77,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         train_datasets=None,
         weighting: Optional[weighting_base.Weighting] = None,
         rep_grad: bool = False,
+        shared_learning_rate_multiplier: Optional[float] = None,
+        successive_regularization: float = 0.0,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -80,6 +102,15 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
           rep_grad: Balance gradients with respect to the shared representation
             instead of the shared parameters (needs a shared dataset and an
             `EncoderHeadsModel`).
+          shared_learning_rate_multiplier: Scales the updates of the variables
+            several tasks share (the trunk), as each task's
+            `learning_rate_multiplier` scales its own (its head): per-group
+            learning rates. None (the default) costs nothing; a number keeps
+            it in a variable (`shared_learning_rate_multiplier`, checkpointed,
+            assignable between steps) at the price of a copy of the trunk per step.
+          successive_regularization: λ of HMTL's pull of the shared variables
+            towards their values at the start of the phase (see
+            `successive_regularization`); 0 is off.
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
@@ -130,8 +161,26 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             optimizer=optimizer,
             global_step=self._global_step,
             task_step_counters=self._task_step_counters,
+            task_control=multi_task.control,
             **checkpoint_items,
         )
+        # Frozen parts included: one unfrozen later is still guarded while its task is disabled.
+        shared, groups = joint_step.split_variables(multi_task_model, list(multi_task.tasks), frozen_included=True)
+        self._shared_multiplier = None
+        if shared_learning_rate_multiplier is not None:
+            self._shared_multiplier = tf.Variable(
+                float(shared_learning_rate_multiplier), trainable=False, name="shared_learning_rate_multiplier"
+            )
+            self._checkpoint.shared_learning_rate_multiplier = self._shared_multiplier
+            groups[_SHARED_GROUP] = shared
+        self._update_guard = task_control.UpdateGuard(
+            optimizer, groups, base_model.optimizer_variables(multi_task_model))
+        self._successive = None
+        if successive_regularization:
+            # Only what trains now: the pull must not move a frozen variable.
+            trainable_shared, _ = joint_step.split_variables(multi_task_model, list(multi_task.tasks))
+            self._successive = successive_lib.SuccessiveRegularization(trainable_shared, successive_regularization)
+            self._checkpoint.successive_regularization = self._successive
         if train_datasets is None:
             train_datasets = {
                 name: functools.partial(task.build_inputs, task.task_config.train_data)
@@ -157,10 +206,12 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             return
         if weighting.num_tasks != len(names):
             raise ValueError(f"The weighting is for {weighting.num_tasks} tasks; the MultiTask has {len(names)}.")
-        weighted = {n: w for n, w in self._multi_task.task_weights.items() if w != 1.0}
+        control = self._multi_task.control
+        weighted = {n: w for n, w in control.initial_loss_weights.items() if w != 1.0 or control.has_schedule(n)}
         if weighted:
             raise ValueError(
-                f"task_weight {weighted} would be ignored by trainer.weighting "
+                f"task_weight / loss_weight (or a loss_weight_schedule) {weighted} would be ignored by "
+                "trainer.weighting "
                 f"{getattr(weighting, 'registered_name', type(weighting).__name__)!r}: leave the "
                 "task weights at 1, or use weighting type 'static' with its `weights`."
             )
@@ -197,9 +248,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 for name in names}
 
     def _batches_consumed(self, name: Optional[str]) -> int:
-        """Batches a source has yielded so far: its task's steps, or all steps if shared."""
-        counter = self._global_step if name is None else self._task_step_counters[name]
-        return int(counter.numpy())
+        """Batches a source has yielded so far: one per global step (disabled tasks' too)."""
+        del name
+        return int(self._global_step.numpy())
 
     def _distribute(self, source, batches_to_skip: int):
         """Distributes one train source, skipping the batches already trained on."""
@@ -266,6 +317,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         """Per-task training metrics, from each task's `build_metrics(True)`."""
         return self._training_metrics
 
+    @property
+    def successive_regularization(self) -> Optional[successive_lib.SuccessiveRegularization]:
+        """The shared variables' anchors (None when successive regularization is off)."""
+        return self._successive
+
+    @property
+    def shared_learning_rate_multiplier(self) -> Optional[tf.Variable]:
+        """The trunk's update multiplier (None unless the trainer was given one)."""
+        return self._shared_multiplier
+
     def task_step_counter(self, name: str) -> tf.Variable:
         """The number of steps that trained task `name`."""
         return self._task_step_counters[name]
@@ -298,6 +359,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         (seeded shuffles), a resumed run sees the same batches as an
         uninterrupted one. Skipping reads the skipped batches once.
         """
+        if self._weighting is not None:
+            self._check_weighting_control()
+        if self._successive is not None:
+            self._successive.maybe_start_phase(self._multi_task.active_tasks)
         if self.train_dataset is None:
             self.train_dataset = self._distributed_datasets()
         self._follow_trainable_set()
@@ -340,9 +405,26 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     "unfreeze them, or use rep_grad or a loss-level weighting."
                 )
 
+    def _check_weighting_control(self):
+        """A weighting balances every task at weight 1: refuse what it would ignore."""
+        control = self._multi_task.control
+        disabled = [n for n in control.task_names if n not in control.active_tasks()]
+        weighted = {n: float(v.numpy()) for n, v in zip(control.task_names, control.loss_weights)
+                    if float(v.numpy()) != 1.0}
+        if disabled or weighted:
+            raise ValueError(
+                f"trainer.weighting balances all tasks at weight 1; disabled tasks {disabled} and "
+                f"loss weights {weighted} cannot be honoured. Enable the tasks and reset their "
+                "loss weights, or train without a weighting."
+            )
+
     def train_step(self, iterator_map):
-        """One joint step over all tasks."""
+        """One joint step over the active tasks."""
         names = list(self._multi_task.tasks)
+        control = self._multi_task.control
+        # Read once: the step's schedules and windows, before the step counts.
+        step = self._global_step.read_value()
+        active = {name: control.is_active(name, step) for name in names}
 
         def step_fn(inputs):
             shared_features = base_task.split_inputs(inputs)[0] if self._shared_input else None
@@ -354,6 +436,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     optimizer=self._optimizer,
                     task_metrics=self._training_metrics,
                     shared_features=shared_features,
+                    global_step=step,
                 )
             else:
                 logs = joint_step.balanced_train_step(
@@ -362,13 +445,28 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     rep_grad=self._rep_grad,
                 )
                 self._update_diagnostics(names, logs)
-            for key in names + ["total_loss"]:
-                self._training_losses[key].update_state(logs[key])
+            for key in names:
+                self._training_losses[key].update_state(
+                    logs[key], sample_weight=tf.cast(active[key], tf.float32)
+                )
+            self._training_losses["total_loss"].update_state(logs["total_loss"])
 
-        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
+        inputs = self.next_inputs(iterator_map, names)
+
+        def run_step():
+            self._strategy.run(step_fn, args=(inputs,))
+            if self._successive is not None:
+                self._successive.apply(self._optimizer.learning_rate)
+
+        before = self._update_guard.snapshot()
+        tf.cond(tf.reduce_any(tf.stack(list(active.values()))), run_step, lambda: None)
+        factors = {name: tf.where(active[name], control.learning_rate_multiplier(name), 0.0) for name in names}
+        if self._shared_multiplier is not None:
+            factors[_SHARED_GROUP] = self._shared_multiplier.read_value()
+        self._update_guard.apply(before, factors)
         self._global_step.assign_add(1)
-        for counter in self._task_step_counters.values():
-            counter.assign_add(1)
+        for name, counter in self._task_step_counters.items():
+            counter.assign_add(tf.cast(active[name], tf.int64))
 
     def _update_diagnostics(self, names, logs):
         for i, name in enumerate(names):
@@ -383,14 +481,18 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     def train_loop_end(self) -> Dict[str, Any]:
         """Returns the loop's means as Python numbers.
 
-        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`.
+        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`,
+        plus per task the knobs in use (`TaskControl.logs`): "loss_weight",
+        "learning_rate_multiplier", "active".
         """
         result = {}
+        control_logs = self._multi_task.control.logs(self._global_step, self._logs_loss_weights)
         for name in self._multi_task.tasks:
             logs = {"training_loss": self._training_losses[name].result()}
             logs.update({metric.name: metric.result() for metric in self._training_metrics[name]})
             logs.update({key: metric.result() for key, metric in self._diagnostics.get(name, {}).items()})
             logs["task_steps"] = self._task_step_counters[name].read_value()
+            logs.update(control_logs[name])
             result[name] = logs
         result["total_loss"] = self._training_losses["total_loss"].result()
         # Follows the optimizer's own step count (one per backward pass).

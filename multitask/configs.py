@@ -12,7 +12,42 @@ from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 
 TRAINER_TYPES = ("joint", "interleaving")
-SAMPLER_TYPES = ("uniform", "proportional", "annealing")
+SAMPLER_TYPES = ("uniform", "proportional", "annealing", "temperature", "round_robin", "epoch_shuffled")
+
+
+@dataclasses.dataclass
+class LossWeightScheduleConfig(hyperparams.Config):
+    """A factor on a task's loss weight over the global step.
+
+    Attributes:
+      type: "" (none: factor 1), "piecewise" (`values[i]` from
+        `boundaries[i-1]` on; one more value than boundaries) or "linear"
+        (through the points `(boundaries[i], values[i])`, constant outside).
+      boundaries: Global steps, strictly increasing.
+      values: Factors, >= 0.
+    """
+
+    type: str = ""
+    boundaries: Tuple[int, ...] = ()
+    values: Tuple[float, ...] = ()
+
+
+@dataclasses.dataclass
+class EarlyStoppingConfig(hyperparams.Config):
+    """Stops (disables) a task whose validation metric stopped improving.
+
+    Attributes:
+      metric: The task's evaluation metric (a key of its evaluation logs);
+        "" turns early stopping off.
+      mode: "higher" or "lower": which values are better.
+      patience: Evaluations without improvement before the task stops.
+      min_delta: An improvement must exceed the best value by more than this.
+    """
+
+    metric: str = ""
+    mode: str = "higher"
+    patience: int = 3
+    min_delta: float = 0.0
 
 
 @dataclasses.dataclass
@@ -25,13 +60,40 @@ class TaskRoutine(hyperparams.Config):
       eval_steps: Evaluation steps for this task; None or -1 means the whole
         validation set.
       task_weight: Loss weight in the joint trainer and sampling weight in the
-        interleaving trainer (Model Garden's meaning).
+        interleaving trainer (Model Garden's meaning); the fallback of
+        `loss_weight` and `sampling_weight`.
+      loss_weight: The joint trainer's loss weight; None uses `task_weight`.
+      sampling_weight: The interleaving sampler's weight; None uses `task_weight`.
+      learning_rate_multiplier: Scales the updates of the task's own variables
+        (joint trainer) or of every variable its step updates (interleaving
+        trainer); None means 1 (Model Garden's task_weight never changes the
+        learning rate, so it is not the fallback).
+      loss_weight_schedule: Multiplies the loss weight by a factor over the
+        global step (e.g. a linear ramp).
+      enabled: False starts the task disabled (`MultiTask.enable_task` turns
+        it on later).
+      start_step: The global step from which the task trains.
+      stop_step: The global step from which it no longer trains; None: never.
+      early_stopping: Per-task early stopping (train_and_eval mode).
+      optimizer_config: The task's own optimizer (interleaving trainer only);
+        None uses `trainer.optimizer_config`.
     """
 
     task_name: str = ""
     task_config: Optional[cfg.TaskConfig] = None
     eval_steps: Optional[int] = None
     task_weight: Optional[float] = 1.0
+    loss_weight: Optional[float] = None
+    sampling_weight: Optional[float] = None
+    learning_rate_multiplier: Optional[float] = None
+    loss_weight_schedule: LossWeightScheduleConfig = dataclasses.field(
+        default_factory=LossWeightScheduleConfig
+    )
+    enabled: bool = True
+    start_step: int = 0
+    stop_step: Optional[int] = None
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
+    optimizer_config: Optional[cfg.OptimizationConfig] = None
 
     def resolved_name(self) -> str:
         """Returns `task_name`, falling back to `task_config.name`."""
@@ -84,6 +146,30 @@ class AnnealingSampleConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class TemperatureSampleConfig(hyperparams.Config):
+    """Sampling with p_i proportional to n_i ** (1 / temperature).
+
+    Attributes:
+      temperature: T > 0; 1 is proportional to the sizes, large T near uniform.
+      dataset_sizes: n_i per task, in task order.
+    """
+
+    temperature: float = 1.0
+    dataset_sizes: Tuple[int, ...] = ()
+
+
+@dataclasses.dataclass
+class EpochShuffledSampleConfig(hyperparams.Config):
+    """Every batch of every task once per epoch, in a shuffled order.
+
+    Attributes:
+      batches_per_epoch: Batches in one epoch of each task's data, in task order.
+    """
+
+    batches_per_epoch: Tuple[int, ...] = ()
+
+
+@dataclasses.dataclass
 class TaskSamplingConfig(hyperparams.OneOfConfig):
     """How the interleaving trainer picks a task: one of `SAMPLER_TYPES`."""
 
@@ -93,6 +179,9 @@ class TaskSamplingConfig(hyperparams.OneOfConfig):
         default_factory=ProportionalSampleConfig
     )
     annealing: AnnealingSampleConfig = dataclasses.field(default_factory=AnnealingSampleConfig)
+    temperature: TemperatureSampleConfig = dataclasses.field(default_factory=TemperatureSampleConfig)
+    round_robin: hyperparams.Config = dataclasses.field(default_factory=hyperparams.Config)
+    epoch_shuffled: EpochShuffledSampleConfig = dataclasses.field(default_factory=EpochShuffledSampleConfig)
 
     def validate(self):
         if self.type not in SAMPLER_TYPES:
@@ -161,6 +250,34 @@ class WeightingConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
+class ModelSelectionConfig(hyperparams.Config):
+    """One score over several tasks, for the best checkpoint and run-level early stopping.
+
+    With a method set, the best-checkpoint exporter compares this score
+    (`trainer.best_checkpoint_eval_metric` may be left empty; it is logged as
+    "aggregate.<method>" in the exporter's info.json).
+
+    Attributes:
+      method: "" (off), "mean", "weighted_mean" or "delta_m".
+      metrics: "<task>.<metric>" names.
+      weights: One per metric (weighted_mean).
+      baselines: Single-task values, one per metric (delta_m).
+      lower_is_better: One per metric (delta_m; default all False).
+      patience: > 0 ends training after this many evaluations without an
+        improvement of the score (train_and_eval mode).
+      min_delta: The improvement the patience counts.
+    """
+
+    method: str = ""
+    metrics: Tuple[str, ...] = ()
+    weights: Tuple[float, ...] = ()
+    baselines: Tuple[float, ...] = ()
+    lower_is_better: Tuple[bool, ...] = ()
+    patience: int = 0
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass
 class MultiTaskTrainerConfig(cfg.TrainerConfig):
     """Model Garden's `TrainerConfig` plus the choice of multi-task trainer.
 
@@ -171,6 +288,14 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
       weighting: The joint trainer's task-balancing method.
       rep_grad: Balance gradients with respect to the shared representation
         instead of the shared parameters (joint trainer, shared input).
+      model_selection: The aggregate score over tasks (best checkpoint, early
+        stopping of the whole run).
+      shared_learning_rate_multiplier: Joint trainer: scales the updates of
+        the shared variables (the routines' learning_rate_multiplier scale
+        each task's own); None leaves them alone at no cost.
+      successive_regularization: Strength λ of the pull of the shared
+        variables towards their values at the start of the current training
+        phase (HMTL); 0 is off. See `successive_regularization`.
     """
 
     trainer_type: str = "interleaving"
@@ -179,6 +304,9 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
     )
     weighting: WeightingConfig = dataclasses.field(default_factory=WeightingConfig)
     rep_grad: bool = False
+    model_selection: ModelSelectionConfig = dataclasses.field(default_factory=ModelSelectionConfig)
+    shared_learning_rate_multiplier: Optional[float] = None
+    successive_regularization: float = 0.0
 
     def validate(self):
         # Own checks first: the base validate() exports the whole config, which
@@ -198,6 +326,19 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
         self.weighting.validate()
         if self.rep_grad and not self.weighting.type:
             raise ValueError("trainer.rep_grad needs a trainer.weighting.type.")
+        if self.trainer_type == "interleaving" and self.shared_learning_rate_multiplier is not None:
+            raise ValueError(
+                "trainer.shared_learning_rate_multiplier is the joint trainer's; the interleaving trainer "
+                "takes a learning_rate_multiplier or an optimizer_config per task routine."
+            )
+        if self.successive_regularization < 0:
+            raise ValueError(f"trainer.successive_regularization is {self.successive_regularization}; it must be >= 0.")
+        if self.model_selection.method:
+            from multitask import model_selection  # pylint: disable=g-import-not-at-top
+
+            model_selection.build_selector(self.model_selection)
+        elif self.model_selection.patience:
+            raise ValueError("trainer.model_selection.patience needs a trainer.model_selection.method.")
         super().validate()
 
 
@@ -238,8 +379,12 @@ def validate_task_routines(routines, field: str):
       field: The config path of `routines`, used in error messages.
 
     Raises:
-      ValueError: A routine has no task_config, no name, or a duplicated name.
+      ValueError: A routine has no task_config, no name, a duplicated name, a
+        negative weight or multiplier, or a malformed loss_weight_schedule.
     """
+    # Imported here: task_control pulls in TensorFlow.
+    from multitask import task_control  # pylint: disable=g-import-not-at-top
+
     names = set()
     for index, routine in enumerate(routines):
         if routine.task_config is None:
@@ -253,3 +398,20 @@ def validate_task_routines(routines, field: str):
         if name in names:
             raise ValueError(f"{field}: duplicated task name {name!r}; every task needs its own name.")
         names.add(name)
+        for knob in ("task_weight", "loss_weight", "sampling_weight", "learning_rate_multiplier"):
+            value = getattr(routine, knob, None)
+            if value is not None and not 0 <= value < float("inf"):
+                raise ValueError(f"{field}[{index}].{knob} is {value!r}; it must be a finite number >= 0.")
+        schedule = getattr(routine, "loss_weight_schedule", None)
+        task_control.validate_schedule(schedule, f"{field}[{index}].loss_weight_schedule")
+        start, stop = getattr(routine, "start_step", 0) or 0, getattr(routine, "stop_step", None)
+        if start < 0 or (stop is not None and stop <= start):
+            raise ValueError(
+                f"{field}[{index}]: start_step {start} and stop_step {stop} must satisfy 0 <= start_step < stop_step."
+            )
+        stopping = getattr(routine, "early_stopping", None)
+        if stopping is not None and stopping.metric:
+            if stopping.mode not in ("higher", "lower"):
+                raise ValueError(f"{field}[{index}].early_stopping.mode is {stopping.mode!r}; allowed: higher, lower.")
+            if stopping.patience < 1:
+                raise ValueError(f"{field}[{index}].early_stopping.patience is {stopping.patience}; it must be >= 1.")

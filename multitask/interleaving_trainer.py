@@ -1,13 +1,20 @@
 """MultiTaskInterleavingTrainer: one sampled task per step, with its own step.
 
-Each step draws a task from the sampler's distribution with a stateless RNG
-seeded by the global step, so a resumed run draws the same sequence, then runs
-that task's own `Task.train_step` on its sub-model (only that task's variables
-get gradients). Sampling happens outside the replica function, so every
+Each step asks the sampler for a task (`TaskSampler.task_index`: a draw with
+a stateless RNG seeded by the global step, or a deterministic schedule), so a
+resumed run trains the same sequence, then runs that task's own
+`Task.train_step` on its sub-model (only that task's variables get
+gradients). Sampling happens outside the replica function, so every
 replica and worker trains the same task.
+
+Task control: the sampler's distribution is restricted to the active tasks
+(`MultiTask.control` flags, read in the graph), so a disabled task is never
+sampled and toggling needs no retracing; a step with no active task trains
+nothing. A task's `learning_rate_multiplier` scales every update its step
+makes (shared and own variables) through `task_control.UpdateGuard`.
 """
 import functools
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import gin
 import keras
@@ -17,12 +24,15 @@ import tensorflow as tf
 from multitask import base_model
 from multitask import base_trainer
 from multitask import multitask as multitask_lib
+from multitask import task_control
 from multitask import task_sampler as sampler_lib
 
 
 @gin.configurable
 class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     """Trains one task per step, picked by a `TaskSampler`."""
+
+    _logs_loss_weights = False
 
     def __init__(
         self,
@@ -33,6 +43,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         trainer_options: Optional[orbit.StandardTrainerOptions] = None,
         train_datasets=None,
         sampling_seed: int = 0,
+        task_optimizers: Optional[Mapping[str, keras.optimizers.Optimizer]] = None,
+        successive_regularization: float = 0.0,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -46,9 +58,17 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
           train_datasets: As for `MultiTaskBaseTrainer`.
           sampling_seed: The first half of the stateless RNG seed; the global
             step is the second.
+          task_optimizers: `{task: optimizer}`: tasks that step with an
+            optimizer of their own (HMTL's design; its state, schedule and
+            step count are the task's), built on the task's sub-model and
+            saved in the checkpoint under "task_optimizers". Other tasks use
+            `optimizer`.
+          successive_regularization: As for `MultiTaskBaseTrainer`; the pull
+            follows every task step, at that step's learning rate.
 
         Raises:
           ValueError: The sampler's tasks differ from `multi_task`'s.
+          KeyError: `task_optimizers` names an unknown task.
         """
         if list(task_sampler.task_weights) != list(multi_task.tasks):
             raise ValueError(
@@ -61,9 +81,30 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             optimizer=optimizer,
             trainer_options=trainer_options,
             train_datasets=train_datasets,
+            successive_regularization=successive_regularization,
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
+        unknown = sorted(set(task_optimizers or {}) - set(multi_task.tasks))
+        if unknown:
+            raise KeyError(f"task_optimizers for unknown tasks {unknown}; tasks: {', '.join(multi_task.tasks)}.")
+        all_variables = base_model.optimizer_variables(self._multi_task_model)
+        self._task_optimizers = {}
+        for name, task_optimizer in (task_optimizers or {}).items():
+            if base_trainer._needs_loss_scaling() and not isinstance(  # pylint: disable=protected-access
+                    task_optimizer, keras.optimizers.LossScaleOptimizer):
+                task_optimizer = keras.optimizers.LossScaleOptimizer(task_optimizer)
+            task_optimizer.build(_task_variables(multi_task_model, name, all_variables))
+            self._task_optimizers[name] = task_optimizer
+        if self._task_optimizers:
+            self._checkpoint.task_optimizers = self._task_optimizers
+        self._task_guards = {
+            name: task_control.UpdateGuard(
+                self.task_optimizer(name), {name: _task_variables(self._multi_task_model, name, all_variables)},
+                all_variables,
+            )
+            for name in multi_task.tasks
+        }
 
     @property
     def task_sampler(self) -> sampler_lib.TaskSampler:
@@ -72,6 +113,15 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     @property
     def sampling_seed(self) -> int:
         return self._sampling_seed
+
+    def task_optimizer(self, name: str) -> keras.optimizers.Optimizer:
+        """The optimizer that steps task `name` (its own, else the shared one)."""
+        return self._task_optimizers.get(name, self._optimizer)
+
+    def _batches_consumed(self, name) -> int:
+        """A task's source yields one batch per step that trained it; a shared one, one per trained step."""
+        counters = self._task_step_counters.values() if name is None else [self._task_step_counters[name]]
+        return sum(int(counter.numpy()) for counter in counters)
 
     def _task_step(self, name: str, iterator_map):
         """Runs task `name`'s own train_step on its next batch."""
@@ -82,27 +132,54 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             logs = task.train_step(
                 self.task_inputs(inputs, [name])[name],
                 model=model,
-                optimizer=self._optimizer,
+                optimizer=self.task_optimizer(name),
                 metrics=self._training_metrics[name],
             )
             self._training_losses[name].update_state(logs[task.loss])
 
-        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+        guard = self._task_guards[name]
+        multiplier = self._multi_task.control.learning_rate_multiplier(name)
+
+        def run():
+            self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+
+        def scaled_run():
+            before = guard.snapshot()
+            run()
+            guard.apply(before, {name: multiplier})
+
+        # The snapshot copies the sub-model's variables: only take it when needed.
+        tf.cond(tf.equal(multiplier, 1.0), run, scaled_run)
+        if self._successive is not None:
+            self._successive.apply(self.task_optimizer(name).learning_rate)
         self._task_step_counters[name].assign_add(1)
 
     def train_step(self, iterator_map):
-        """Samples a task for this global step and trains it."""
+        """Samples an active task for this global step and trains it."""
         names = list(self._multi_task.tasks)
-        if len(names) == 1:
-            self._task_step(names[0], iterator_map)
-        else:
-            cumulative = self._task_sampler.task_cumulative_distribution(self._global_step)
-            index = sampler_lib.sample_task_index(cumulative, self._global_step, self._sampling_seed)
-            tf.switch_case(index, [functools.partial(self._task_step, name, iterator_map) for name in names])
+        control = self._multi_task.control
+        index, any_active = self._task_sampler.task_index(
+            self._global_step, self._sampling_seed, control.active_mask(self._global_step)
+        )
+        # Index len(names) (no active task) trains nothing.
+        index = tf.where(any_active, index, len(names))
+        branches = [functools.partial(self._task_step, name, iterator_map) for name in names]
+        tf.switch_case(index, branches + [lambda: None])
         self._global_step.assign_add(1)
 
     def train_loop_end(self) -> Dict[str, Any]:
-        """As the joint trainer's, without "total_loss" (no joint loss exists)."""
+        """As the joint trainer's, without "total_loss" (no joint loss exists).
+
+        A task with its own optimizer also reports its "learning_rate".
+        """
         result = super().train_loop_end()
         result.pop("total_loss")
+        for name, task_optimizer in self._task_optimizers.items():
+            result[name]["learning_rate"] = float(task_optimizer.learning_rate.numpy())
         return result
+
+
+def _task_variables(model, task_name: str, optimizer_variables) -> list:
+    """The variables task `task_name`'s step may update, frozen parts included."""
+    candidates = {id(v) for v in optimizer_variables}
+    return [v for v in base_model.task_model(model, task_name).variables if id(v) in candidates]

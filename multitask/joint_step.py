@@ -63,21 +63,67 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
     return losses, outputs, representation
 
 
-def split_variables(model, task_names: Sequence[str]) -> Tuple[List[tf.Variable], Dict[str, List[tf.Variable]]]:
+def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_features=None,
+                      global_step=None, **metric_kwargs) -> Dict[str, tf.Tensor]:
+    """`task_losses` for the active tasks only; also updates their metrics.
+
+    Each task's forward pass, loss and metric update run inside a `tf.cond`
+    on `multi_task.control.is_active(task, global_step)`, so a disabled task costs no compute and
+    toggling it needs no retracing. The shared encoder (single-pass case)
+    always runs.
+
+    Returns:
+      `{task: scalar loss}`; 0 for a disabled task.
+    """
+    losses = {}
+    single_pass = shared_features is not None and isinstance(model, base_model.EncoderHeadsModel)
+    representation = model.encode(shared_features, training=True) if single_pass else None
+    for name, inputs in task_inputs.items():
+        task = multi_task.tasks[name]
+
+        def forward(task=task, name=name, inputs=inputs):
+            features, labels = base_task.split_inputs(inputs)
+            if single_pass:
+                outputs = model.task_outputs(name, representation, training=True)
+                loss = tf.cast(task.build_losses(labels=labels, model_outputs=outputs), tf.float32)
+                extra = model.task_layer_losses(name)
+                loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in extra]) if extra else loss
+            else:
+                sub_model = base_model.task_model(model, name)
+                outputs = sub_model(features, training=True)
+                loss = task.total_loss(labels, outputs, sub_model)
+            task.process_metrics(task_metrics[name], labels, outputs, **metric_kwargs)
+            return tf.reshape(tf.cast(loss, tf.float32), [])
+
+        losses[name] = tf.cond(multi_task.control.is_active(name, global_step), forward,
+                               lambda: tf.constant(0.0))
+    return losses
+
+
+def split_variables(model, task_names: Sequence[str], frozen_included: bool = False
+                    ) -> Tuple[List[tf.Variable], Dict[str, List[tf.Variable]]]:
     """Splits the trainable variables into shared ones and each task's own.
 
     A variable is shared when more than one task's sub-model uses it (with one
     keras.Model for all tasks, every variable is shared).
+
+    Args:
+      model: A `MultiTaskBaseModel` or one keras.Model serving every task.
+      task_names: The tasks.
+      frozen_included: Split `base_model.optimizer_variables` (frozen parts
+        included) instead of the currently trainable variables.
 
     Returns:
       `(shared, {task: task-specific variables})`.
     """
     if not isinstance(model, base_model.MultiTaskBaseModel):
         return list(model.trainable_variables), {name: [] for name in task_names}
+    candidates = {id(v) for v in (model.optimizer_variables if frozen_included else model.trainable_variables)}
     users = {}
     for name in task_names:
-        for variable in model.sub_tasks[name].trainable_variables:
-            users.setdefault(id(variable), (variable, set()))[1].add(name)
+        for variable in model.sub_tasks[name].variables:
+            if id(variable) in candidates:
+                users.setdefault(id(variable), (variable, set()))[1].add(name)
     shared = [v for v, names in users.values() if len(names) > 1]
     specific = {name: [v for v, names in users.values() if names == {name}] for name in task_names}
     return shared, specific

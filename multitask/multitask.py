@@ -9,6 +9,7 @@ from official.core import task_factory
 
 from multitask import configs
 from multitask import joint_step
+from multitask import task_control
 from multitask.core import base_task
 
 
@@ -32,7 +33,12 @@ class MultiTask(tf.Module):
     """Holds several `Task`s, their weights and evaluation steps.
 
     `task_weight` is the loss weight of the joint step and the sampling weight
-    of the interleaving trainer, as in Model Garden.
+    of the interleaving trainer, as in Model Garden; `loss_weights` and
+    `sampling_weights` set either meaning alone, and the learning-rate
+    multipliers scale a task's updates. These knobs, and whether each task is
+    active, live in `control` (a `task_control.TaskControl` of variables), so
+    they change between steps without retracing the training loop and are
+    saved in the trainer's checkpoint.
     """
 
     def __init__(
@@ -41,6 +47,12 @@ class MultiTask(tf.Module):
         task_weights: Optional[Mapping[str, float]] = None,
         task_eval_steps: Optional[Mapping[str, Optional[int]]] = None,
         name: Optional[str] = None,
+        loss_weights: Optional[Mapping[str, Optional[float]]] = None,
+        sampling_weights: Optional[Mapping[str, Optional[float]]] = None,
+        learning_rate_multipliers: Optional[Mapping[str, Optional[float]]] = None,
+        loss_weight_schedules: Optional[Mapping[str, object]] = None,
+        disabled_tasks=(),
+        active_steps: Optional[Mapping[str, tuple]] = None,
     ):
         """Initializes the MultiTask.
 
@@ -49,10 +61,23 @@ class MultiTask(tf.Module):
           task_weights: `{name: weight}`; missing tasks weigh 1.0.
           task_eval_steps: `{name: steps}` for evaluation; None means all.
           name: The module name.
+          loss_weights: `{name: weight}` of the joint step; missing (or None)
+            ones fall back to the task weight.
+          sampling_weights: `{name: weight}` of the interleaving sampler;
+            missing ones fall back to the task weight.
+          learning_rate_multipliers: `{name: multiplier}`; missing ones are 1
+            (not the task weight: Model Garden's task_weight never changes the
+            learning rate).
+          loss_weight_schedules: `{name: configs.LossWeightScheduleConfig}`; the
+            loss weight is multiplied by the schedule's factor at the global step.
+          disabled_tasks: Names of the tasks that start disabled.
+          active_steps: `{name: (start_step, stop_step or None)}`: the task
+            trains only while `start_step <= global_step < stop_step`.
 
         Raises:
-          ValueError: Duplicated task names, an empty or mistyped `tasks`, or a
-            weight or eval step for a task that does not exist.
+          ValueError: Duplicated task names, an empty or mistyped `tasks`, a
+            weight or eval step for a task that does not exist, a negative
+            knob or a malformed schedule.
         """
         super().__init__(name=name)
         if isinstance(tasks, Mapping):
@@ -70,7 +95,11 @@ class MultiTask(tf.Module):
             raise ValueError(f"tasks must be a list or a dict of Task, got {type(tasks).__name__}.")
         if not task_map:
             raise ValueError("A MultiTask needs at least one task.")
-        for label, given in (("task_weights", task_weights), ("task_eval_steps", task_eval_steps)):
+        for label, given in (("task_weights", task_weights), ("task_eval_steps", task_eval_steps),
+                             ("loss_weights", loss_weights), ("sampling_weights", sampling_weights),
+                             ("learning_rate_multipliers", learning_rate_multipliers),
+                             ("loss_weight_schedules", loss_weight_schedules),
+                             ("active_steps", active_steps)):
             unknown = sorted(set(given or {}) - set(task_map))
             if unknown:
                 raise ValueError(
@@ -83,6 +112,20 @@ class MultiTask(tf.Module):
         }
         self.task_eval_steps = dict(task_eval_steps or {})
 
+        def resolved(given, default):
+            given = given or {}
+            return {n: default(n) if given.get(n) is None else float(given[n]) for n in task_map}
+
+        self._control = task_control.TaskControl(
+            list(task_map),
+            loss_weights=resolved(loss_weights, self._task_weights.get),
+            sampling_weights=resolved(sampling_weights, self._task_weights.get),
+            learning_rate_multipliers=resolved(learning_rate_multipliers, lambda n: 1.0),
+            loss_weight_schedules=loss_weight_schedules,
+            disabled_tasks=disabled_tasks,
+            active_steps=active_steps,
+        )
+
     @classmethod
     def from_config(cls, config: configs.MultiTaskConfig, logging_dir: Optional[str] = None):
         """Builds each TaskRoutine's Task through `task_factory`.
@@ -93,12 +136,22 @@ class MultiTask(tf.Module):
         """
         configs.validate_task_routines(config.task_routines, "task.task_routines")
         tasks, weights, eval_steps = {}, {}, {}
+        loss_weights, sampling_weights, multipliers, schedules, disabled, windows = {}, {}, {}, {}, [], {}
         for routine in config.task_routines:
             name = routine.resolved_name()
             tasks[name] = build_task(routine.task_config, name, logging_dir)
             weights[name] = routine.task_weight
             eval_steps[name] = routine.eval_steps
-        return cls(tasks, task_weights=weights, task_eval_steps=eval_steps)
+            loss_weights[name] = routine.loss_weight
+            sampling_weights[name] = routine.sampling_weight
+            multipliers[name] = routine.learning_rate_multiplier
+            schedules[name] = routine.loss_weight_schedule
+            if not routine.enabled:
+                disabled.append(name)
+            windows[name] = (routine.start_step, routine.stop_step)
+        return cls(tasks, task_weights=weights, task_eval_steps=eval_steps, loss_weights=loss_weights,
+                   sampling_weights=sampling_weights, learning_rate_multipliers=multipliers,
+                   loss_weight_schedules=schedules, disabled_tasks=disabled, active_steps=windows)
 
     @property
     def tasks(self) -> Dict[str, base_task.Task]:
@@ -112,6 +165,37 @@ class MultiTask(tf.Module):
     def task_weight(self, task_name: str) -> float:
         return self._task_weights[task_name]
 
+    @property
+    def control(self) -> task_control.TaskControl:
+        """The per-task variables: active flags, loss weights, learning-rate multipliers."""
+        return self._control
+
+    @property
+    def sampling_weights(self) -> Dict[str, float]:
+        """The interleaving sampler's weights (`sampling_weight`, else `task_weight`)."""
+        return self._control.sampling_weights
+
+    def enable_task(self, name: str) -> None:
+        """Lets task `name` train again from the next step (no retracing).
+
+        Raises:
+          KeyError: No such task.
+        """
+        self._control.enable(name)
+
+    def disable_task(self, name: str) -> None:
+        """Stops task `name` from the next step: no forward or backward pass, never sampled.
+
+        Raises:
+          KeyError: No such task.
+        """
+        self._control.disable(name)
+
+    @property
+    def active_tasks(self) -> List[str]:
+        """The names of the enabled tasks, in task order."""
+        return self._control.active_tasks()
+
     @classmethod
     def create_optimizer(
         cls,
@@ -122,12 +206,15 @@ class MultiTask(tf.Module):
         return base_task.Task.create_optimizer(optimizer_config, runtime_config)
 
     def joint_train_step(self, task_inputs, multi_task_model, optimizer, task_metrics,
-                         shared_features=None, **kwargs):
-        """One gradient step on the weighted sum of every task's loss.
+                         shared_features=None, global_step=None, **kwargs):
+        """One gradient step on the weighted sum of every active task's loss.
 
         Each task's loss is `Task.total_loss` on the task's own batch (its data
         loss plus its sub-model's layer losses). Shared layers' regularization
         losses thus enter once per task that uses them, weighted like the task.
+        A disabled task's forward pass, loss and metrics are skipped
+        (`tf.cond` on its flag); its variables still receive a zero gradient,
+        which the trainer's `task_control.UpdateGuard` undoes.
 
         Args:
           task_inputs: `{task_name: (features, labels)}`, one batch per task.
@@ -136,22 +223,24 @@ class MultiTask(tf.Module):
           task_metrics: `{task_name: [metrics]}`.
           shared_features: The features every task reads, when they share them;
             an `EncoderHeadsModel` then runs its encoder once for all tasks.
+          global_step: The step at which the loss-weight schedules are read.
           **kwargs: Passed to each task's `process_metrics`.
 
         Returns:
-          `{task_name: loss, ..., "total_loss": weighted sum}`, unscaled.
+          `{task_name: loss, ..., "total_loss": weighted sum}`, unscaled (a
+          disabled task's loss is 0).
         """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            losses, outputs, _ = joint_step.task_losses(self, task_inputs, multi_task_model, shared_features)
-            total_loss = tf.add_n([self._task_weights[name] * loss for name, loss in losses.items()])
+            losses = joint_step.gated_task_losses(
+                self, task_inputs, multi_task_model, task_metrics, shared_features, global_step, **kwargs
+            )
+            total_loss = tf.add_n([self._control.loss_weight(name, global_step) * loss
+                                   for name, loss in losses.items()])
             scaled_loss = optimizer.scale_loss(total_loss / replicas)
         variables = multi_task_model.trainable_variables
         grads = tape.gradient(scaled_loss, variables)
         optimizer.apply_gradients(zip(grads, variables))
-        for name, inputs in task_inputs.items():
-            _, labels = base_task.split_inputs(inputs)
-            self._tasks[name].process_metrics(task_metrics[name], labels, outputs[name], **kwargs)
         losses["total_loss"] = total_loss
         return losses
 

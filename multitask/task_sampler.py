@@ -9,7 +9,11 @@ at the same step.
 
 The names mirror Model Garden's `official.modeling.multitask.task_sampler`:
 `UniformTaskSampler`, `ProportionalTaskSampler`, `AnnealingTaskSampler` and
-`get_task_sampler(config, task_weights)`. Differences from Model Garden, each
+`get_task_sampler(config, task_weights)`. Beyond Model Garden:
+`TemperatureTaskSampler` (p_i ∝ n_i^(1/T)), and two deterministic schedules,
+`RoundRobinTaskSampler` and `EpochShuffledTaskSampler`, which override
+`task_index` (how the trainer picks the task of a step, given the active
+tasks). Differences from Model Garden, each
 written down where it applies:
 
 - inputs are validated up front (empty, negative, non-finite or all-zero
@@ -136,6 +140,24 @@ class TaskSampler(tf.Module, abc.ABC):
           distribution over the tasks in `task_weights` order, non-decreasing,
           with last entry 1.
         """
+
+    def task_index(self, global_step: tf.Tensor, seed: int, active: tf.Tensor):
+        """The task the interleaving trainer trains at `global_step`.
+
+        Samples from `task_cumulative_distribution` restricted to the
+        `active` tasks (`restrict_to_active`) with `sample_task_index`.
+
+        Args:
+          global_step: The current training step.
+          seed: The sampling seed.
+          active: `[T]` booleans: the tasks that may be picked.
+
+        Returns:
+          `(index, any_task)`: an int32 task index, and whether any task can
+          be trained (when False the step trains nothing).
+        """
+        cumulative, any_mass = restrict_to_active(self.task_cumulative_distribution(global_step), active)
+        return sample_task_index(cumulative, global_step, seed), any_mass
 
 
 class UniformTaskSampler(TaskSampler):
@@ -309,6 +331,124 @@ class AnnealingTaskSampler(TaskSampler):
         return tf.concat([cumulative[:-1], tf.ones([1], tf.float32)], axis=0)
 
 
+class TemperatureTaskSampler(ProportionalTaskSampler):
+    """Temperature sampling: p_i proportional to n_i ** (1 / T).
+
+    `n_i` is task i's dataset size. T = 1 samples in proportion to the sizes,
+    large T approaches uniform sampling (Arivazhagan et al. 2019; the T of
+    multilingual models).
+    """
+
+    def __init__(self, dataset_sizes: Mapping[str, Number], temperature: float = 1.0):
+        """Initializes the sampler.
+
+        Args:
+          dataset_sizes: Examples (or batches) per task, in task order.
+          temperature: T > 0.
+
+        Raises:
+          ValueError: As `TaskSampler`, or T is not a positive finite number.
+        """
+        temperature = float(temperature)
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(
+                f"temperature is {temperature!r}; it must be a finite number > 0 "
+                "(trainer.task_sampler.temperature.temperature)."
+            )
+        super().__init__(dataset_sizes, alpha=1.0 / temperature)
+        self._temperature = temperature
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+
+def _nth_active(active: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+    """The index of the `(n mod #active)`-th active task (0 when none is active)."""
+    positions = tf.cast(tf.where(active)[:, 0], tf.int32)
+    count = tf.size(positions)
+    return tf.cond(count > 0, lambda: tf.gather(positions, tf.math.floormod(tf.cast(n, tf.int32), count)),
+                   lambda: tf.constant(0, tf.int32))
+
+
+class RoundRobinTaskSampler(TaskSampler):
+    """Visits the tasks in order, one per step: 0, 1, ..., T-1, 0, 1, ...
+
+    The weights are ignored. With disabled tasks, it cycles over the active
+    ones (the `(step mod #active)`-th active task).
+    """
+
+    def task_cumulative_distribution(self, global_step: tf.Tensor) -> tf.Tensor:
+        """A one-hot cumulative distribution on task `global_step mod T`."""
+        index = tf.math.floormod(tf.cast(global_step, tf.int32), self.num_tasks)
+        return tf.cast(tf.range(self.num_tasks) >= index, tf.float32)
+
+    def task_index(self, global_step, seed, active):
+        """See `TaskSampler.task_index`; the seed is unused."""
+        del seed
+        active = tf.convert_to_tensor(active)
+        return _nth_active(active, global_step), tf.reduce_any(active)
+
+
+class EpochShuffledTaskSampler(TaskSampler):
+    """Every batch of every task once per epoch, in a shuffled order (Snorkel's default).
+
+    An epoch is `N = sum(batches_per_epoch)` steps; within epoch e the steps
+    follow a permutation of `[0] * n_0 + [1] * n_1 + ...` drawn statelessly
+    from `(seed, e)`, so a resumed run replays the same order. With task
+    datasets of exactly `n_i` batches per epoch, every batch is trained on once
+    per epoch. A disabled task's steps go to the active tasks in round-robin
+    order (so the epoch still has N steps).
+    """
+
+    def __init__(self, batches_per_epoch: Mapping[str, Number]):
+        """Initializes the sampler.
+
+        Args:
+          batches_per_epoch: Batches in one epoch of each task's data, in task
+            order; positive integers.
+
+        Raises:
+          ValueError: A count is not a positive integer.
+        """
+        for name, count in batches_per_epoch.items():
+            if not _is_integer(count) or count <= 0:
+                raise ValueError(
+                    f"batches_per_epoch[{name!r}] is {count!r}; it must be a positive integer "
+                    "(trainer.task_sampler.epoch_shuffled.batches_per_epoch)."
+                )
+        super().__init__(batches_per_epoch)
+        counts = self._weight_array.astype(np.int64)
+        self._slots = tf.constant(np.repeat(np.arange(self.num_tasks), counts).astype(np.int32))
+        self._epoch_steps = int(counts.sum())
+
+    @property
+    def epoch_steps(self) -> int:
+        """Steps in one epoch: the sum of the batches per epoch."""
+        return self._epoch_steps
+
+    def epoch_order(self, epoch, seed: int = 0) -> tf.Tensor:
+        """The `[N]` task indices of epoch `epoch`'s steps."""
+        keys = tf.random.stateless_uniform(
+            [self._epoch_steps], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        )
+        return tf.gather(self._slots, tf.argsort(keys, stable=True))
+
+    def task_cumulative_distribution(self, global_step: tf.Tensor) -> tf.Tensor:
+        """The expected share of each task in an epoch (n_i / N), cumulated."""
+        del global_step
+        return tf.constant(_cumulative_float32(self._weight_array / self._weight_array.sum()))
+
+    def task_index(self, global_step, seed, active):
+        """See `TaskSampler.task_index`."""
+        step = tf.cast(global_step, tf.int64)
+        order = self.epoch_order(step // self._epoch_steps, seed)
+        index = order[step % self._epoch_steps]
+        active = tf.convert_to_tensor(active)
+        index = tf.where(tf.gather(active, index), index, _nth_active(active, global_step))
+        return index, tf.reduce_any(active)
+
+
 def sample_task_index(
     cumulative_distribution: tf.Tensor, global_step: tf.Tensor, seed: int = 0
 ) -> tf.Tensor:
@@ -344,6 +484,30 @@ def sample_task_index(
     return tf.minimum(index, last)
 
 
+def restrict_to_active(cumulative_distribution: tf.Tensor, active: tf.Tensor):
+    """Renormalises a cumulative distribution over the active tasks only.
+
+    Args:
+      cumulative_distribution: `[T]` float32, as `task_cumulative_distribution` returns.
+      active: `[T]` booleans.
+
+    Returns:
+      `(cumulative, any_mass)`: the new cumulative distribution (inactive
+      tasks get probability exactly 0, entries from the last task with mass on
+      are exactly 1), and whether any active task has probability > 0 (when
+      False, no task should be trained).
+    """
+    cumulative = tf.convert_to_tensor(cumulative_distribution, tf.float32)
+    probabilities = cumulative - tf.concat([[0.0], cumulative[:-1]], axis=0)
+    probabilities = tf.where(active, tf.maximum(probabilities, 0.0), 0.0)
+    total = tf.reduce_sum(probabilities)
+    any_mass = total > 0
+    restricted = tf.math.cumsum(probabilities) / tf.where(any_mass, total, 1.0)
+    positions = tf.range(tf.size(probabilities))
+    last = tf.reduce_max(tf.where(probabilities > 0, positions, 0))
+    return tf.where(positions >= last, 1.0, tf.minimum(restricted, 1.0)), any_mass
+
+
 def get_task_sampler(
     config: configs.TaskSamplingConfig, task_weights: Mapping[str, Number]
 ) -> TaskSampler:
@@ -368,6 +532,20 @@ def get_task_sampler(
         )
     if config.type == "uniform":
         return UniformTaskSampler(task_weights)
+    if config.type == "round_robin":
+        return RoundRobinTaskSampler(task_weights)
+    if config.type in ("temperature", "epoch_shuffled"):
+        field = "dataset_sizes" if config.type == "temperature" else "batches_per_epoch"
+        sizes = tuple(getattr(config.get(), field) or ())
+        if len(sizes) != len(task_weights):
+            raise ValueError(
+                f"trainer.task_sampler.{config.type}.{field} has {len(sizes)} entries; it needs one "
+                f"per task, in task order ({', '.join(task_weights)})."
+            )
+        by_task = dict(zip(task_weights, sizes))
+        if config.type == "epoch_shuffled":
+            return EpochShuffledTaskSampler(by_task)
+        return TemperatureTaskSampler(by_task, temperature=config.temperature.temperature)
     if config.type == "proportional":
         return ProportionalTaskSampler(task_weights, alpha=config.proportional.alpha)
     return AnnealingTaskSampler(

@@ -21,6 +21,7 @@ from multitask import configs
 from multitask import evaluator as evaluator_lib
 from multitask import input_factory
 from multitask import interleaving_trainer
+from multitask import model_selection
 from multitask import multitask as multitask_lib
 from multitask import task_sampler
 from multitask import weighting
@@ -54,7 +55,8 @@ def get_trainer(
     interleaving trainer, which runs the task's own `train_step`.
 
     Raises:
-      ValueError: An unknown trainer or sampler type.
+      ValueError: An unknown trainer or sampler type, or a routine's
+        optimizer_config with the joint trainer.
     """
     trainer_type = getattr(params.trainer, "trainer_type", "interleaving")
     if trainer_type not in TRAINERS:
@@ -70,18 +72,36 @@ def get_trainer(
         shared_data = getattr(params.task, "shared_train_data", None)
         if shared_data is not None:
             kwargs["train_datasets"] = functools.partial(input_factory.build_shared_inputs, shared_data)
+        routines = getattr(params.task, "task_routines", ()) or ()
+        task_optimizers = {
+            r.resolved_name(): task.create_optimizer(r.optimizer_config, params.runtime)
+            for r in routines if getattr(r, "optimizer_config", None) is not None
+        }
+        if task_optimizers and trainer_type != "interleaving":
+            raise ValueError(
+                f"task.task_routines of {sorted(task_optimizers)} set an optimizer_config, which only the "
+                "interleaving trainer takes; the joint trainer takes learning_rate_multiplier per task and "
+                "trainer.shared_learning_rate_multiplier."
+            )
+        strength = getattr(params.trainer, "successive_regularization", 0.0)
+        if strength:
+            kwargs["successive_regularization"] = strength
         if trainer_type == "interleaving":
+            if task_optimizers:
+                kwargs["task_optimizers"] = task_optimizers
             sampling = getattr(params.trainer, "task_sampler", None)
             kwargs["task_sampler"] = (
-                task_sampler.get_task_sampler(sampling, task.task_weights)
+                task_sampler.get_task_sampler(sampling, task.sampling_weights)
                 if sampling is not None
-                else task_sampler.UniformTaskSampler(task.task_weights)
+                else task_sampler.UniformTaskSampler(task.sampling_weights)
             )
         elif params.trainer.weighting.type:
             kwargs["weighting"] = weighting.get_weighting(
                 params.trainer.weighting.type, len(task.tasks), **params.trainer.weighting.hyperparameters()
             )
             kwargs["rep_grad"] = params.trainer.rep_grad
+        if trainer_type == "joint" and getattr(params.trainer, "shared_learning_rate_multiplier", None) is not None:
+            kwargs["shared_learning_rate_multiplier"] = params.trainer.shared_learning_rate_multiplier
         return TRAINERS[trainer_type](**kwargs)
 
 
@@ -126,6 +146,12 @@ def _run(
             )
     if not is_training:
         trainer = None
+    stopping = None
+    if mode == "train_and_eval":
+        stopping = _early_stopping(params, train_task, model_dir)
+        if stopping is not None:
+            # Saved with the run, so a resumed run keeps its patience counts.
+            trainer.checkpoint.early_stopping = stopping
     owner = trainer if trainer is not None else evaluator
     checkpoint_manager = tf.train.CheckpointManager(
         owner.checkpoint,
@@ -150,6 +176,8 @@ def _run(
     with strategy.scope():
         if mode == "train":
             controller.train(steps=params.trainer.train_steps)
+        elif mode == "train_and_eval" and stopping is not None:
+            _train_and_evaluate_with_early_stopping(controller, params, trainer, stopping)
         elif mode == "train_and_eval":
             controller.train_and_evaluate(
                 train_steps=params.trainer.train_steps,
@@ -171,6 +199,60 @@ def _run(
         if run_post_eval:
             return evaluator.evaluate(params.trainer.validation_steps)
     return None
+
+
+class _EarlyStopping(tf.Module):
+    """Per-task early stopping and the run-level patience on the aggregate score."""
+
+    def __init__(self, tasks, selector, run_tracker):
+        super().__init__(name="early_stopping")
+        self.tasks = tasks
+        self.run = run_tracker
+        self._selector = selector
+
+    def update(self, eval_logs, step: int) -> bool:
+        """Feeds one evaluation; returns True when training should end."""
+        if self.tasks is not None:
+            self.tasks.update(eval_logs, step)
+            if self.tasks.all_stopped:
+                logging.info("Early stopping: every task has stopped at step %d.", step)
+                return True
+        if self.run is not None and self.run.update(self._selector.score(eval_logs)):
+            logging.info("Early stopping: the %s score stopped improving at step %d.", self._selector.name, step)
+            return True
+        return False
+
+
+def _early_stopping(params, multi_task: multitask_lib.MultiTask, model_dir: str) -> Optional[_EarlyStopping]:
+    """The early stopping `params` ask for, or None."""
+    routines = getattr(params.task, "task_routines", ()) or ()
+    per_task = {r.resolved_name(): r.early_stopping for r in routines
+                if getattr(r, "early_stopping", None) is not None and r.early_stopping.metric}
+    tasks = model_selection.TaskEarlyStopping(multi_task, per_task, model_dir) if per_task else None
+    config = getattr(params.trainer, "model_selection", None)
+    run = None
+    if config is not None and config.method and config.patience:
+        selector = model_selection.build_selector(config)
+        mode = "higher" if selector.name == "delta_m" else params.trainer.best_checkpoint_metric_comp
+        run = model_selection.PatienceTracker(mode, config.patience, config.min_delta, name="run")
+    else:
+        selector = None
+    if tasks is None and run is None:
+        return None
+    return _EarlyStopping(tasks, selector, run)
+
+
+def _train_and_evaluate_with_early_stopping(controller, params, trainer, stopping: _EarlyStopping):
+    """orbit's `Controller.train_and_evaluate`, ending early when `stopping` says so."""
+    train_steps, interval = params.trainer.train_steps, params.trainer.validation_interval
+    step = int(trainer.global_step.numpy())
+    while step < train_steps:
+        step = min(train_steps, step + interval)
+        controller.train(steps=step, checkpoint_at_completion=False)
+        logs = controller.evaluate(steps=params.trainer.validation_steps)
+        if stopping.update(logs, step):
+            break
+    controller.save_checkpoint()
 
 
 def run_experiment(

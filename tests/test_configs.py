@@ -55,7 +55,7 @@ def test_unknown_trainer_type():
 
 def test_unknown_sampler_type():
     params = _experiment(task_sampler=configs.TaskSamplingConfig(type="softmax"))
-    with pytest.raises(ValueError, match="task_sampler.type is 'softmax'; allowed: uniform, proportional, annealing"):
+    with pytest.raises(ValueError, match="task_sampler.type is 'softmax'; allowed: uniform, proportional, annealing, temperature, round_robin, epoch_shuffled"):
         params.validate()
 
 

@@ -205,3 +205,15 @@ def test_weighted_joint_step_respects_a_frozen_head(method):
     trainer.train(tf.constant(3))
     assert _unchanged(foo_before, model.heads["foo"].variables)
     assert _all_changed(others_before, others)
+
+
+@pytest.mark.parametrize("kind", ["joint", "interleaving"])
+def test_head_unfrozen_later_is_untouched_while_its_task_is_disabled(kind):
+    trainer, model = _trainer(tf.distribute.get_strategy(), kind=kind, freeze=("bar",))
+    trainer.train(tf.constant(2))  # Adam's moments of the encoder and foo are non-zero now.
+    model.unfreeze("bar")
+    trainer.train(tf.constant(2))
+    trainer._multi_task.disable_task("bar")  # pylint: disable=protected-access
+    before = _values(model.heads["bar"].variables)
+    trainer.train(tf.constant(3))
+    assert _unchanged(before, model.heads["bar"].variables)

@@ -249,12 +249,12 @@ def test_get_task_sampler(sampler_type, cls, check):
 
 
 def test_get_task_sampler_unknown_type():
-    config = configs.TaskSamplingConfig(type="round_robin")
+    config = configs.TaskSamplingConfig(type="softmax")
     with pytest.raises(ValueError) as error:
         task_sampler.get_task_sampler(config, {"a": 1.0})
     message = str(error.value)
     assert "trainer.task_sampler.type" in message
-    assert "round_robin" in message
+    assert "softmax" in message
     for allowed in configs.SAMPLER_TYPES:
         assert allowed in message
 
@@ -301,3 +301,48 @@ def test_bad_alpha():
 def test_task_sampler_is_abstract():
     with pytest.raises(TypeError):
         task_sampler.TaskSampler({"a": 1.0})
+
+
+def test_temperature_sampler_by_hand():
+    sampler = task_sampler.TemperatureTaskSampler({"a": 100, "b": 400}, temperature=2.0)
+    # p ∝ n ** (1/2): 10 and 20.
+    np.testing.assert_allclose(sampler.task_cumulative_distribution(0).numpy(), [1 / 3, 1.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        task_sampler.TemperatureTaskSampler({"a": 1}, temperature=0.0)
+
+
+def test_round_robin_visits_tasks_in_order():
+    sampler = task_sampler.RoundRobinTaskSampler({"a": 1, "b": 1, "c": 1})
+    every = tf.constant([True, True, True])
+    assert [int(sampler.task_index(step, 0, every)[0]) for step in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    no_b = tf.constant([True, False, True])
+    assert [int(sampler.task_index(step, 0, no_b)[0]) for step in range(4)] == [0, 2, 0, 2]
+    assert not bool(sampler.task_index(0, 0, tf.constant([False] * 3))[1])
+
+
+def test_epoch_shuffled_sees_every_batch_once_per_epoch():
+    sampler = task_sampler.EpochShuffledTaskSampler({"a": 3, "b": 1, "c": 2})
+    active = tf.constant([True, True, True])
+    epochs = [[int(sampler.task_index(e * 6 + i, 5, active)[0]) for i in range(6)] for e in range(3)]
+    for order in epochs:
+        assert sorted(order) == [0, 0, 0, 1, 2, 2]
+    assert len({tuple(order) for order in epochs}) > 1  # shuffled differently per epoch
+    # Same (seed, step) -> same task: a resumed run replays the order.
+    assert epochs[1] == [int(sampler.task_index(6 + i, 5, active)[0]) for i in range(6)]
+    with pytest.raises(ValueError, match="batches_per_epoch"):
+        task_sampler.EpochShuffledTaskSampler({"a": 0})
+
+
+def test_get_task_sampler_builds_the_new_types():
+    from multitask import configs
+
+    names = {"a": 1.0, "b": 1.0}
+    config = configs.TaskSamplingConfig(type="temperature", temperature={"temperature": 2.0, "dataset_sizes": (1, 4)})
+    sampler = task_sampler.get_task_sampler(config, names)
+    assert isinstance(sampler, task_sampler.TemperatureTaskSampler) and sampler.temperature == 2.0
+    rr = task_sampler.get_task_sampler(configs.TaskSamplingConfig(type="round_robin"), names)
+    assert isinstance(rr, task_sampler.RoundRobinTaskSampler)
+    with pytest.raises(ValueError, match="epoch_shuffled.batches_per_epoch has 1 entries"):
+        task_sampler.get_task_sampler(
+            configs.TaskSamplingConfig(type="epoch_shuffled", epoch_shuffled={"batches_per_epoch": (3,)}), names
+        )

@@ -30,7 +30,7 @@ class BestCheckpointExporter(train_utils.BestCheckpointExporter):
     best evaluation) whenever an evaluation beats the best one so far.
     """
 
-    def __init__(self, export_dir: str, metric_name: str, metric_comp: str):
+    def __init__(self, export_dir: str, metric_name: str, metric_comp: str, selector=None):
         """Creates the exporter.
 
         Args:
@@ -38,10 +38,14 @@ class BestCheckpointExporter(train_utils.BestCheckpointExporter):
           metric_name: "<task>.<metric>" as in the evaluator's results, e.g.
             "circle.accuracy"; Model Garden's "circle|accuracy" also works.
           metric_comp: "higher" or "lower" (which value is better).
+          selector: Optional `model_selection.ModelSelector`; its score is
+            added to the logs as "aggregate.<method>" (and `metric_name` may
+            name it).
 
         Raises:
           ValueError: An empty metric name or an unknown comparison.
         """
+        self._selector = selector
         if metric_comp not in METRIC_COMPARISONS:
             raise ValueError(
                 f"trainer.best_checkpoint_metric_comp is {metric_comp!r}; allowed: "
@@ -59,6 +63,8 @@ class BestCheckpointExporter(train_utils.BestCheckpointExporter):
         Raises:
           KeyError: `eval_logs` have no such metric; the message lists those they have.
         """
+        if self._selector is not None:
+            eval_logs = dict(eval_logs, aggregate={self._selector.name: self._selector.score(eval_logs)})
         leaf = eval_logs
         for key in self._keys:
             if not isinstance(leaf, Mapping) or key not in leaf:
@@ -73,10 +79,17 @@ class BestCheckpointExporter(train_utils.BestCheckpointExporter):
 def maybe_create_best_ckpt_exporter(params, model_dir: str) -> Optional[BestCheckpointExporter]:
     """Returns an exporter when `params.trainer` asks for one, else None."""
     trainer = params.trainer
-    if not (model_dir and trainer.best_checkpoint_export_subdir and trainer.best_checkpoint_eval_metric):
+    # Imported here: model_selection pulls in TensorFlow.
+    from multitask import model_selection  # pylint: disable=g-import-not-at-top
+
+    selector = model_selection.build_selector(getattr(trainer, "model_selection", None))
+    metric_name, comp = trainer.best_checkpoint_eval_metric, trainer.best_checkpoint_metric_comp
+    if selector is not None and not metric_name:
+        metric_name = f"aggregate.{selector.name}"
+        if selector.name == "delta_m":
+            comp = "higher"
+    if not (model_dir and trainer.best_checkpoint_export_subdir and metric_name):
         return None
     return BestCheckpointExporter(
-        os.path.join(model_dir, trainer.best_checkpoint_export_subdir),
-        trainer.best_checkpoint_eval_metric,
-        trainer.best_checkpoint_metric_comp,
+        os.path.join(model_dir, trainer.best_checkpoint_export_subdir), metric_name, comp, selector=selector
     )

@@ -1,0 +1,362 @@
+"""Tests for runtime task control and the per-task knobs (multitask.task_control)."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import toy
+from multitask import base_trainer
+from multitask import configs
+from multitask import interleaving_trainer
+from multitask import multitask
+from multitask import task_control
+from multitask import task_sampler
+from multitask import weighting
+
+
+def _multi_task(**kwargs):
+    return multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())], **kwargs)
+
+
+def _joint(strategy=None, optimizer=None, seed=0, **kwargs):
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        mt = _multi_task(**kwargs)
+        model = toy.ToyMultiTaskModel()
+        trainer = base_trainer.MultiTaskBaseTrainer(mt, model, optimizer or keras.optimizers.Adam(0.05))
+    return trainer, model
+
+
+def _interleaving(strategy=None, seed=0, **kwargs):
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        mt = _multi_task(**kwargs)
+        model = toy.ToyMultiTaskModel()
+        trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+            mt, model, keras.optimizers.Adam(0.05), task_sampler.UniformTaskSampler(mt.sampling_weights)
+        )
+    return trainer, model
+
+
+def _values(variables):
+    return [np.array(v.numpy()) for v in variables]
+
+
+def _head_and_slots(trainer, model, name):
+    head = model.sub_tasks[name].head.trainable_variables
+    slots = task_control.optimizer_slots(trainer.optimizer, head, model.trainable_variables)
+    return list(head) + slots
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_disabled_task_is_untouched_by_joint_adam_steps(mirrored, two_cpu_strategy):
+    trainer, model = _joint(two_cpu_strategy if mirrored else None)
+    trainer.train(tf.constant(2))  # Adam's moments of every variable are non-zero now.
+    trainer.multi_task.disable_task("bar")
+    assert trainer.multi_task.active_tasks == ["foo"]
+    bar_before = _values(_head_and_slots(trainer, model, "bar"))
+    assert len(bar_before) == 6  # kernel, bias and their two Adam moments each
+    foo_before = _values(model.sub_tasks["foo"].head.trainable_variables)
+    shared_before = model.shared.kernel.numpy().copy()
+    logs = trainer.train(tf.constant(3))
+    for before, after in zip(bar_before, _values(_head_and_slots(trainer, model, "bar"))):
+        np.testing.assert_array_equal(before, after)
+    assert not np.allclose(foo_before[0], model.sub_tasks["foo"].head.kernel.numpy())
+    assert not np.allclose(shared_before, model.shared.kernel.numpy())
+    assert int(logs["bar"]["task_steps"]) == 2 and int(logs["foo"]["task_steps"]) == 5
+    assert logs["bar"]["active"] == 0.0 and logs["foo"]["active"] == 1.0
+    # No training loss was recorded for the disabled task; the total is foo's.
+    assert logs["bar"]["training_loss"] == 0.0
+    np.testing.assert_allclose(logs["total_loss"], logs["foo"]["training_loss"], rtol=1e-6)
+
+
+def test_joint_step_skips_the_disabled_forward_pass():
+    trainer, _ = _joint(disabled_tasks=["bar"])
+    calls = tf.Variable(0)
+    task = trainer.multi_task.tasks["bar"]
+    original = task.build_losses
+
+    def counting_losses(*args, **kwargs):
+        calls.assign_add(1)
+        return original(*args, **kwargs)
+
+    task.build_losses = counting_losses
+    trainer.train(tf.constant(3))
+    assert int(calls.numpy()) == 0
+    trainer.multi_task.enable_task("bar")
+    trainer.train(tf.constant(3))
+    assert int(calls.numpy()) == 3
+
+
+def test_no_active_task_changes_nothing_but_the_global_step():
+    trainer, model = _joint()
+    trainer.train(tf.constant(1))
+    for name in ("foo", "bar"):
+        trainer.multi_task.disable_task(name)
+    before = _values(model.variables + trainer.optimizer.variables)
+    trainer.train(tf.constant(2))
+    for old, new in zip(before, _values(model.variables + trainer.optimizer.variables)):
+        np.testing.assert_array_equal(old, new)
+    assert int(trainer.global_step.numpy()) == 3
+
+
+@pytest.mark.parametrize("make", [_joint, _interleaving])
+def test_toggling_in_a_loop_does_not_retrace(make):
+    trainer, _ = make()
+    trainer.train(tf.constant(2))
+    for i in range(6):
+        if i % 2:
+            trainer.multi_task.enable_task("bar")
+        else:
+            trainer.multi_task.disable_task("bar")
+        trainer.multi_task.control.set_loss_weight("foo", 1.0 + i)
+        trainer.multi_task.control.set_learning_rate_multiplier("foo", 0.5 * i)
+        trainer.train(tf.constant(2))
+    assert trainer._train_loop_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+
+
+def test_interleaving_never_samples_a_disabled_task(two_cpu_strategy):
+    trainer, model = _interleaving(two_cpu_strategy, disabled_tasks=["foo"])
+    foo_before = _values(model.sub_tasks["foo"].head.trainable_variables)
+    trainer.train(tf.constant(12))
+    assert int(trainer.task_step_counter("foo").numpy()) == 0
+    assert int(trainer.task_step_counter("bar").numpy()) == 12
+    for old, new in zip(foo_before, _values(model.sub_tasks["foo"].head.trainable_variables)):
+        np.testing.assert_array_equal(old, new)
+    trainer.multi_task.enable_task("foo")
+    trainer.train(tf.constant(12))
+    assert int(trainer.task_step_counter("foo").numpy()) > 0
+
+
+def test_restrict_to_active_by_hand():
+    cumulative = tf.constant([0.2, 0.5, 1.0])  # p = 0.2, 0.3, 0.5
+    restricted, any_mass = task_sampler.restrict_to_active(cumulative, tf.constant([True, False, True]))
+    np.testing.assert_allclose(restricted.numpy(), [0.2 / 0.7, 0.2 / 0.7, 1.0], rtol=1e-6)
+    assert bool(any_mass)
+    # A trailing inactive task gets exactly zero mass.
+    restricted, _ = task_sampler.restrict_to_active(cumulative, tf.constant([True, True, False]))
+    np.testing.assert_allclose(restricted.numpy()[0], 0.4, rtol=1e-6)
+    assert list(restricted.numpy()[1:]) == [1.0, 1.0]
+    _, any_mass = task_sampler.restrict_to_active(cumulative, tf.constant([False, False, False]))
+    assert not bool(any_mass)
+
+
+def test_knobs_fall_back_to_task_weight():
+    mt = _multi_task(task_weights={"foo": 2.0, "bar": 3.0}, loss_weights={"bar": 0.5},
+                     sampling_weights={"foo": 4.0})
+    assert mt.control.initial_loss_weights == {"foo": 2.0, "bar": 0.5}
+    assert mt.sampling_weights == {"foo": 4.0, "bar": 3.0}
+    assert float(mt.control.learning_rate_multiplier("foo")) == 1.0
+    with pytest.raises(ValueError, match="learning_rate_multiplier"):
+        _multi_task(learning_rate_multipliers={"foo": -1.0})
+    with pytest.raises(ValueError, match="unknown tasks"):
+        _multi_task(loss_weights={"baz": 1.0})
+    with pytest.raises(KeyError, match="baz"):
+        mt.disable_task("baz")
+
+
+def test_loss_weight_enters_the_joint_loss_and_is_logged():
+    trainer, _ = _joint(loss_weights={"foo": 2.0})
+    logs = trainer.train(tf.constant(3))
+    np.testing.assert_allclose(
+        logs["total_loss"], 2.0 * logs["foo"]["training_loss"] + logs["bar"]["training_loss"], rtol=1e-5
+    )
+    assert logs["foo"]["loss_weight"] == 2.0 and "loss_weight" not in logs["bar"]
+
+
+def test_schedule_factors_by_hand():
+    piecewise = configs.LossWeightScheduleConfig(type="piecewise", boundaries=(10, 20), values=(0.0, 0.5, 1.0))
+    linear = configs.LossWeightScheduleConfig(type="linear", boundaries=(100, 300), values=(0.0, 1.0))
+    for step, expected in ((0, 0.0), (9, 0.0), (10, 0.5), (19, 0.5), (20, 1.0), (1000, 1.0)):
+        assert float(task_control.schedule_factor(piecewise, step)) == expected
+    for step, expected in ((0, 0.0), (100, 0.0), (150, 0.25), (300, 1.0), (400, 1.0)):
+        np.testing.assert_allclose(float(task_control.schedule_factor(linear, step)), expected, atol=1e-6)
+    single = configs.LossWeightScheduleConfig(type="linear", boundaries=(5,), values=(0.3,))
+    np.testing.assert_allclose(float(task_control.schedule_factor(single, 100)), 0.3)
+    with pytest.raises(ValueError, match="one more value"):
+        task_control.validate_schedule(configs.LossWeightScheduleConfig(type="piecewise", boundaries=(1,), values=(1.0,)), "s")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        task_control.validate_schedule(configs.LossWeightScheduleConfig(type="linear", boundaries=(2, 1), values=(1.0, 1.0)), "s")
+
+
+def test_scheduled_loss_weight_follows_the_global_step():
+    ramp = configs.LossWeightScheduleConfig(type="piecewise", boundaries=(2,), values=(0.0, 1.0))
+    trainer, _ = _joint(loss_weight_schedules={"bar": ramp})
+    first = trainer.train(tf.constant(2))
+    np.testing.assert_allclose(first["total_loss"], first["foo"]["training_loss"], rtol=1e-6)
+    second = trainer.train(tf.constant(2))
+    np.testing.assert_allclose(
+        second["total_loss"], second["foo"]["training_loss"] + second["bar"]["training_loss"], rtol=1e-5
+    )
+    assert second["bar"]["loss_weight"] == 1.0
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_learning_rate_multiplier_scales_the_task_update(mirrored, two_cpu_strategy):
+    strategy = two_cpu_strategy if mirrored else None
+    plain, plain_model = _joint(strategy, keras.optimizers.SGD(0.1))
+    half, half_model = _joint(strategy, keras.optimizers.SGD(0.1), learning_rate_multipliers={"foo": 0.5})
+    start = _values(plain_model.sub_tasks["foo"].head.trainable_variables)
+    for old, other in zip(start, _values(half_model.sub_tasks["foo"].head.trainable_variables)):
+        np.testing.assert_array_equal(old, other)
+    plain.train(tf.constant(1))
+    logs = half.train(tf.constant(1))
+    full = [new - old for old, new in zip(start, _values(plain_model.sub_tasks["foo"].head.trainable_variables))]
+    scaled = [new - old for old, new in zip(start, _values(half_model.sub_tasks["foo"].head.trainable_variables))]
+    for f, s in zip(full, scaled):
+        np.testing.assert_allclose(s, 0.5 * f, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(plain_model.shared.kernel.numpy(), half_model.shared.kernel.numpy())
+    assert logs["foo"]["learning_rate_multiplier"] == 0.5
+
+
+def test_control_is_checkpointed(tmp_path):
+    trainer, _ = _joint()
+    trainer.multi_task.disable_task("bar")
+    trainer.multi_task.control.set_loss_weight("foo", 3.0)
+    path = trainer.checkpoint.save(str(tmp_path / "ckpt"))
+    fresh, _ = _joint()
+    fresh.checkpoint.read(path).assert_existing_objects_matched()
+    assert fresh.multi_task.active_tasks == ["foo"]
+    assert float(fresh.multi_task.control.loss_weight("foo")) == 3.0
+
+
+def test_from_config_reads_the_routine_knobs():
+    ramp = configs.LossWeightScheduleConfig(type="linear", boundaries=(0, 10), values=(0.0, 1.0))
+    config = configs.MultiTaskConfig(task_routines=(
+        configs.TaskRoutine(task_config=toy.FooConfig(), task_weight=2.0, sampling_weight=5.0,
+                            learning_rate_multiplier=0.1, loss_weight_schedule=ramp),
+        configs.TaskRoutine(task_config=toy.BarConfig(), loss_weight=0.5, enabled=False),
+    ))
+    mt = multitask.MultiTask.from_config(config)
+    assert mt.active_tasks == ["foo"]
+    assert mt.sampling_weights == {"foo": 5.0, "bar": 1.0}
+    assert mt.control.initial_loss_weights == {"foo": 2.0, "bar": 0.5}
+    np.testing.assert_allclose(float(mt.control.loss_weight("foo", 5)), 1.0)
+    np.testing.assert_allclose(float(mt.control.learning_rate_multiplier("foo")), 0.1)
+    bad = configs.MultiTaskConfig(task_routines=(
+        configs.TaskRoutine(task_config=toy.FooConfig(),
+                            loss_weight_schedule=configs.LossWeightScheduleConfig(type="cosine")),
+    ))
+    with pytest.raises(ValueError, match=r"task_routines\[0\].loss_weight_schedule.type"):
+        bad.validate()
+
+
+def test_weighting_refuses_disabled_tasks():
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    trainer = base_trainer.MultiTaskBaseTrainer(
+        mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.1), weighting=weighting.get_weighting("ew", 2)
+    )
+    mt.disable_task("bar")
+    with pytest.raises(ValueError, match="disabled tasks"):
+        trainer.train(tf.constant(1))
+
+
+def test_epoch_shuffled_trainer_trains_each_task_its_batches_per_epoch():
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+        mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.01),
+        task_sampler.EpochShuffledTaskSampler({"foo": 3, "bar": 5}),
+    )
+    trainer.train(tf.constant(8))
+    assert [int(trainer.task_step_counter(n).numpy()) for n in ("foo", "bar")] == [3, 5]
+    trainer.train(tf.constant(8))
+    assert [int(trainer.task_step_counter(n).numpy()) for n in ("foo", "bar")] == [6, 10]
+
+
+def test_interleaving_on_a_shared_dataset_resumes_after_the_trained_batches():
+    x, y = toy.toy_arrays(5)
+    shared = tf.data.Dataset.from_tensor_slices((x, {"foo": y, "bar": -y})).repeat().batch(8)
+    keras.utils.set_random_seed(0)
+    mt = _multi_task(disabled_tasks=["bar"])
+    trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+        mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.01),
+        task_sampler.RoundRobinTaskSampler(mt.sampling_weights), train_datasets=shared,
+    )
+    trainer.train(tf.constant(3))
+    assert trainer._batches_consumed(None) == 3  # pylint: disable=protected-access
+
+
+def test_interleaving_task_optimizers_step_their_own_tasks(tmp_path):
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    model = toy.ToyMultiTaskModel()
+    frozen = keras.optimizers.SGD(0.0)
+    trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+        mt, model, keras.optimizers.SGD(0.1), task_sampler.RoundRobinTaskSampler(mt.sampling_weights),
+        task_optimizers={"foo": frozen},
+    )
+    foo_head = _values(model.sub_tasks["foo"].head.trainable_variables)
+    logs = trainer.train(tf.constant(4))
+    for old, new in zip(foo_head, _values(model.sub_tasks["foo"].head.trainable_variables)):
+        np.testing.assert_array_equal(old, new)
+    assert int(frozen.iterations.numpy()) == 2 and int(trainer.optimizer.iterations.numpy()) == 2
+    assert logs["foo"]["learning_rate"] == 0.0 and "learning_rate" not in logs["bar"]
+    names = [n for n, _ in tf.train.list_variables(trainer.checkpoint.save(str(tmp_path / "c")))]
+    assert any(n.startswith("task_optimizers/foo/") for n in names)
+    with pytest.raises(KeyError, match="baz"):
+        interleaving_trainer.MultiTaskInterleavingTrainer(
+            mt, model, keras.optimizers.SGD(0.1), task_sampler.RoundRobinTaskSampler(mt.sampling_weights),
+            task_optimizers={"baz": keras.optimizers.SGD(0.1)},
+        )
+
+
+def test_shared_learning_rate_multiplier_scales_the_trunk_update(tmp_path):
+    plain, plain_model = _joint(optimizer=keras.optimizers.SGD(0.1))
+    keras.utils.set_random_seed(0)
+    mt = _multi_task()
+    model = toy.ToyMultiTaskModel()
+    half = base_trainer.MultiTaskBaseTrainer(mt, model, keras.optimizers.SGD(0.1), shared_learning_rate_multiplier=0.5)
+    start = plain_model.shared.kernel.numpy().copy()
+    np.testing.assert_array_equal(start, model.shared.kernel.numpy())
+    plain.train(tf.constant(1))
+    half.train(tf.constant(1))
+    np.testing.assert_allclose(model.shared.kernel.numpy() - start,
+                               0.5 * (plain_model.shared.kernel.numpy() - start), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.sub_tasks["foo"].head.kernel.numpy(),
+                               plain_model.sub_tasks["foo"].head.kernel.numpy(), rtol=1e-6)
+    assert "shared_learning_rate_multiplier" in [n.split("/")[0] for n, _ in tf.train.list_variables(
+        half.checkpoint.write(str(tmp_path / "ckpt")))]
+
+
+def test_trainer_config_errors_for_the_optimizer_knobs():
+    from multitask import train_lib
+    from official.core import config_definitions as cfg
+
+    sgd = {"optimizer": {"type": "sgd"}, "learning_rate": {"type": "constant", "constant": {"learning_rate": 0.1}}}
+    params = configs.MultiTaskExperimentConfig(
+        task=configs.MultiTaskConfig(task_routines=(
+            configs.TaskRoutine(task_config=toy.FooConfig(), optimizer_config=sgd),
+            configs.TaskRoutine(task_config=toy.BarConfig()),
+        )),
+        trainer=configs.MultiTaskTrainerConfig(trainer_type="joint", optimizer_config=sgd),
+        runtime=cfg.RuntimeConfig(),
+    )
+    with pytest.raises(ValueError, match="only the interleaving trainer"):
+        train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
+    params.trainer.trainer_type = "interleaving"
+    trainer = train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
+    assert trainer.task_optimizer("foo") is not trainer.optimizer
+    with pytest.raises(ValueError, match="shared_learning_rate_multiplier is the joint trainer's"):
+        configs.MultiTaskTrainerConfig(trainer_type="interleaving", shared_learning_rate_multiplier=0.5).validate()
+
+
+def test_step_windows_from_config_toggle_at_exact_steps():
+    config = configs.MultiTaskConfig(task_routines=(
+        configs.TaskRoutine(task_config=toy.FooConfig(), stop_step=2),
+        configs.TaskRoutine(task_config=toy.BarConfig(), start_step=3),
+    ))
+    keras.utils.set_random_seed(0)
+    mt = multitask.MultiTask.from_config(config)
+    trainer = base_trainer.MultiTaskBaseTrainer(mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.01))
+    trainer.train(tf.constant(5))  # one loop of 5 steps: the windows act inside it
+    assert [int(trainer.task_step_counter(n).numpy()) for n in ("foo", "bar")] == [2, 2]
+    assert trainer._train_loop_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+    bad = configs.MultiTaskConfig(task_routines=(
+        configs.TaskRoutine(task_config=toy.FooConfig(), start_step=4, stop_step=4),
+    ))
+    with pytest.raises(ValueError, match=r"task_routines\[0\]: start_step 4 and stop_step 4"):
+        bad.validate()
