@@ -18,11 +18,14 @@ import tensorflow as tf
 from multitask import base_model
 from multitask import joint_step
 from multitask import multitask as multitask_lib
+from multitask import nonfinite
 from multitask import results as results_lib
 from multitask.core import base_task
 from multitask.weighting import base as weighting_base
 
-_RESERVED_CHECKPOINT_NAMES = ("model", "optimizer", "global_step", "task_step_counters", "weighting")
+_RESERVED_CHECKPOINT_NAMES = (
+    "model", "optimizer", "global_step", "task_step_counters", "weighting", "nonfinite_steps",
+)
 
 
 class _UntrackedDict(dict):
@@ -53,6 +56,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         train_datasets=None,
         weighting: Optional[weighting_base.Weighting] = None,
         rep_grad: bool = False,
+        on_nonfinite: str = "raise",
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -76,11 +80,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
           rep_grad: Balance gradients with respect to the shared representation
             instead of the shared parameters (needs a shared dataset and an
             `EncoderHeadsModel`).
+          on_nonfinite: What a step with a NaN or Inf task loss or gradient
+            does (it never updates a variable; see `multitask.nonfinite`):
+            "raise" stops with `NonFiniteLossError` after the loop, naming the
+            task and the step, before any checkpoint is written; "skip" counts
+            it (`nonfinite_steps`) and goes on.
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
           ValueError: The model cannot be built, `checkpoint_items` reuse a
-            reserved checkpoint name, or the weighting, `rep_grad`, the task
+            reserved checkpoint name, an unknown `on_nonfinite`, or the weighting, `rep_grad`, the task
             weights and the data do not fit together.
         """
         self._strategy = tf.distribute.get_strategy()
@@ -105,6 +114,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             list(multi_task_model.trainable_variables)
             + (list(weighting.trainable_variables) if weighting is not None else [])
         )
+        self._nonfinite = nonfinite.NonFiniteGuard(on_nonfinite, list(multi_task.tasks))
         self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
         self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
         self._training_metrics = {
@@ -124,6 +134,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             optimizer=optimizer,
             global_step=self._global_step,
             task_step_counters=self._task_step_counters,
+            nonfinite_steps=self._nonfinite.nonfinite_steps,
             **checkpoint_items,
         )
         if train_datasets is None:
@@ -322,12 +333,15 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 )
                 self._update_diagnostics(names, logs)
             for key in names + ["total_loss"]:
-                self._training_losses[key].update_state(logs[key])
+                self._nonfinite.update_mean(self._training_losses[key], logs[key])
+            return self._nonfinite.step_flags([logs[name] for name in names])
 
-        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
+        with self._nonfinite.guarding(self._optimizer):
+            flags = self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
         self._global_step.assign_add(1)
         for counter in self._task_step_counters.values():
             counter.assign_add(1)
+        self._nonfinite.record(flags, self._global_step)
 
     def _update_diagnostics(self, names, logs):
         for i, name in enumerate(names):
@@ -342,8 +356,14 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     def train_loop_end(self) -> Dict[str, Any]:
         """Returns the loop's means as Python numbers.
 
-        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`.
+        `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`,
+        and "nonfinite_steps" under `on_nonfinite="skip"`.
+
+        Raises:
+          NonFiniteLossError: A step of the run had a NaN or Inf loss or
+            gradient and `on_nonfinite` is "raise" (orbit then saves no checkpoint).
         """
+        self._nonfinite.check()
         result = {}
         for name in self._multi_task.tasks:
             logs = {"training_loss": self._training_losses[name].result()}
@@ -354,4 +374,6 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         result["total_loss"] = self._training_losses["total_loss"].result()
         # Follows the optimizer's own step count (one per backward pass).
         result["learning_rate"] = self._optimizer.learning_rate
+        if self._nonfinite.policy == "skip":
+            result["nonfinite_steps"] = self._nonfinite.nonfinite_steps.read_value()
         return results_lib.to_python(result)

@@ -13,6 +13,7 @@ from official.modeling import hyperparams
 
 TRAINER_TYPES = ("joint", "interleaving")
 SAMPLER_TYPES = ("uniform", "proportional", "annealing")
+NONFINITE_POLICIES = ("raise", "skip")
 
 
 @dataclasses.dataclass
@@ -165,6 +166,10 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
       weighting: The joint trainer's task-balancing method.
       rep_grad: Balance gradients with respect to the shared representation
         instead of the shared parameters (joint trainer, shared input).
+      on_nonfinite: A step with a NaN or Inf task loss or gradient never
+        updates the model; "raise" then stops the run naming the task and
+        the step (no checkpoint is written after it), "skip" counts the step
+        (`nonfinite_steps`) and goes on. See `multitask.nonfinite`.
     """
 
     trainer_type: str = "interleaving"
@@ -173,6 +178,7 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
     )
     weighting: WeightingConfig = dataclasses.field(default_factory=WeightingConfig)
     rep_grad: bool = False
+    on_nonfinite: str = "raise"
 
     def validate(self):
         # Own checks first: the base validate() exports the whole config, which
@@ -181,6 +187,10 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
             raise ValueError(
                 f"trainer.trainer_type is {self.trainer_type!r}; allowed: "
                 f"{', '.join(TRAINER_TYPES)}."
+            )
+        if self.on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(
+                f"trainer.on_nonfinite is {self.on_nonfinite!r}; allowed: {', '.join(NONFINITE_POLICIES)}."
             )
         if self.trainer_type == "interleaving":
             self.task_sampler.validate()

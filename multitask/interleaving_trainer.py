@@ -33,6 +33,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         trainer_options: Optional[orbit.StandardTrainerOptions] = None,
         train_datasets=None,
         sampling_seed: int = 0,
+        on_nonfinite: str = "raise",
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -46,6 +47,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
           train_datasets: As for `MultiTaskBaseTrainer`.
           sampling_seed: The first half of the stateless RNG seed; the global
             step is the second.
+          on_nonfinite: As for `MultiTaskBaseTrainer`.
 
         Raises:
           ValueError: The sampler's tasks differ from `multi_task`'s.
@@ -61,6 +63,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             optimizer=optimizer,
             trainer_options=trainer_options,
             train_datasets=train_datasets,
+            on_nonfinite=on_nonfinite,
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
@@ -85,10 +88,14 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
                 optimizer=self._optimizer,
                 metrics=self._training_metrics[name],
             )
-            self._training_losses[name].update_state(logs[task.loss])
+            loss = logs[task.loss]
+            self._nonfinite.update_mean(self._training_losses[name], loss)
+            return self._nonfinite.step_flags([loss if n == name else 0.0 for n in self._multi_task.tasks])
 
-        self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+        with self._nonfinite.guarding(self._optimizer):
+            flags = self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
         self._task_step_counters[name].assign_add(1)
+        self._nonfinite.record(flags, self._global_step + 1)
 
     def train_step(self, iterator_map):
         """Samples a task for this global step and trains it."""
