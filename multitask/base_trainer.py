@@ -57,6 +57,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         weighting: Optional[weighting_base.Weighting] = None,
         rep_grad: bool = False,
         on_nonfinite: str = "raise",
+        jit_compile: bool = False,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -85,6 +86,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             "raise" stops with `NonFiniteLossError` after the loop, naming the
             task and the step, before any checkpoint is written; "skip" counts
             it (`nonfinite_steps`) and goes on.
+          jit_compile: Compile each step's replica function (forward,
+            backward, weighting, update, metrics) with XLA; batches need
+            static shapes (`drop_remainder`). `runtime.enable_xla` sets it.
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
@@ -115,6 +119,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             + (list(weighting.trainable_variables) if weighting is not None else [])
         )
         self._nonfinite = nonfinite.NonFiniteGuard(on_nonfinite, list(multi_task.tasks))
+        self._jit_compile = jit_compile
         self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
         self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
         self._training_metrics = {
@@ -290,6 +295,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         features, labels = base_task.split_inputs(inputs)
         return {name: (features, labels[name]) for name in task_names}
 
+    def compiled(self, replica_fn):
+        """`replica_fn` as an XLA-compiled `tf.function` under `jit_compile`, else as is."""
+        return tf.function(replica_fn, jit_compile=True) if self._jit_compile else replica_fn
+
     def train_loop_begin(self):
         """Resets the per-loop metrics; distributes the train data on the first loop.
 
@@ -337,7 +346,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             return self._nonfinite.step_flags([logs[name] for name in names])
 
         with self._nonfinite.guarding(self._optimizer):
-            flags = self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, names),))
+            flags = self._strategy.run(self.compiled(step_fn), args=(self.next_inputs(iterator_map, names),))
         self._global_step.assign_add(1)
         for counter in self._task_step_counters.values():
             counter.assign_add(1)

@@ -206,12 +206,32 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
 
 
 @dataclasses.dataclass
+class MultiTaskRuntimeConfig(cfg.RuntimeConfig):
+    """Model Garden's `RuntimeConfig` plus a seed.
+
+    Attributes:
+      seed: When set, the launcher seeds Python, NumPy, TensorFlow and Keras
+        (`keras.utils.set_random_seed`) before building anything, so weight
+        initialisation repeats; data shuffles, task sampling and random
+        weighting methods have their own seeds in their configs.
+    """
+
+    seed: Optional[int] = None
+
+
+@dataclasses.dataclass
 class MultiTaskExperimentConfig(hyperparams.Config):
     """An experiment config for multi-task training and multi-task evaluation."""
 
     task: MultiTaskConfig = dataclasses.field(default_factory=MultiTaskConfig)
     trainer: MultiTaskTrainerConfig = dataclasses.field(default_factory=MultiTaskTrainerConfig)
-    runtime: cfg.RuntimeConfig = dataclasses.field(default_factory=cfg.RuntimeConfig)
+    runtime: MultiTaskRuntimeConfig = dataclasses.field(default_factory=MultiTaskRuntimeConfig)
+
+    def __post_init__(self, *args, **kwargs):
+        super().__post_init__(*args, **kwargs)
+        if not isinstance(self.runtime, MultiTaskRuntimeConfig):
+            # An experiment may pass Model Garden's plain RuntimeConfig.
+            self.runtime = MultiTaskRuntimeConfig(**self.runtime.as_dict())
 
     def validate(self):
         self.task.validate()

@@ -34,6 +34,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         train_datasets=None,
         sampling_seed: int = 0,
         on_nonfinite: str = "raise",
+        jit_compile: bool = False,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -48,6 +49,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
           sampling_seed: The first half of the stateless RNG seed; the global
             step is the second.
           on_nonfinite: As for `MultiTaskBaseTrainer`.
+          jit_compile: As for `MultiTaskBaseTrainer`.
 
         Raises:
           ValueError: The sampler's tasks differ from `multi_task`'s.
@@ -64,6 +66,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             trainer_options=trainer_options,
             train_datasets=train_datasets,
             on_nonfinite=on_nonfinite,
+            jit_compile=jit_compile,
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
@@ -93,7 +96,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             return self._nonfinite.step_flags([loss if n == name else 0.0 for n in self._multi_task.tasks])
 
         with self._nonfinite.guarding(self._optimizer):
-            flags = self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+            flags = self._strategy.run(self.compiled(step_fn), args=(self.next_inputs(iterator_map, [name]),))
         self._task_step_counters[name].assign_add(1)
         self._nonfinite.record(flags, self._global_step + 1)
 

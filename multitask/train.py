@@ -29,6 +29,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
+import keras
 import yaml
 
 from official.common import flags as tfm_flags
@@ -271,6 +272,8 @@ def run(flags_obj) -> Dict[str, Dict[str, Any]]:
     params = parse_params(flags_obj)
     model_dir = resolve_model_dir(flags_obj.model_dir, experiment)
     runtime.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+    if getattr(params.runtime, "seed", None) is not None:
+        keras.utils.set_random_seed(params.runtime.seed)
     try:
         strategy = runtime.get_distribution_strategy(params.runtime)
     except (ValueError, RuntimeError) as error:

@@ -67,6 +67,7 @@ def get_trainer(
             multi_task_model=model,
             optimizer=task.create_optimizer(params.trainer.optimizer_config, params.runtime),
             on_nonfinite=getattr(params.trainer, "on_nonfinite", "raise"),
+            jit_compile=bool(params.runtime.enable_xla),
         )
         shared_data = getattr(params.task, "shared_train_data", None)
         if shared_data is not None:
