@@ -8,6 +8,7 @@ and keep checkpoints with `trainer.max_to_keep` / `trainer.checkpoint_interval`.
 """
 import functools
 import os
+import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from absl import logging
@@ -94,6 +95,15 @@ def _init_fn(task: multitask_lib.MultiTask, model: Model):
     return lambda: [t.initialize(model) for t in task.tasks.values()]
 
 
+def _restore_chief_or_init(checkpoint: tf.train.Checkpoint, model_dir: str, init_fn) -> None:
+    """A non-chief worker's start: the chief's latest checkpoint, else `init_fn`."""
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest:
+        checkpoint.restore(latest)
+    else:
+        init_fn()
+
+
 def _run(
     *,
     strategy: tf.distribute.Strategy,
@@ -129,14 +139,22 @@ def _run(
     if not is_training:
         trainer = None
     owner = trainer if trainer is not None else evaluator
+    checkpoint_dir, max_to_keep, init_fn = model_dir, params.trainer.max_to_keep, _init_fn(train_task, model)
+    if not strategy.extended.should_checkpoint:
+        # Every worker takes part in a save (reading distributed variables
+        # synchronises them), so non-chief workers save to a scratch directory,
+        # as in Model Garden, and resume from the chief's latest checkpoint.
+        checkpoint_dir, max_to_keep = tempfile.mkdtemp(), 1
+        init_fn = functools.partial(_restore_chief_or_init, owner.checkpoint, model_dir, init_fn)
     checkpoint_manager = tf.train.CheckpointManager(
         owner.checkpoint,
-        directory=model_dir,
-        max_to_keep=params.trainer.max_to_keep,
+        directory=checkpoint_dir,
+        max_to_keep=max_to_keep,
         step_counter=owner.global_step,
         checkpoint_interval=params.trainer.checkpoint_interval,
-        init_fn=_init_fn(train_task, model),
+        init_fn=init_fn,
     )
+    summaries = strategy.extended.should_save_summary
     controller = orbit.Controller(
         strategy=strategy,
         trainer=trainer,
@@ -144,8 +162,8 @@ def _run(
         global_step=owner.global_step,
         steps_per_loop=params.trainer.steps_per_loop,
         checkpoint_manager=checkpoint_manager,
-        summary_dir=os.path.join(model_dir, "train"),
-        eval_summary_dir=os.path.join(model_dir, "validation"),
+        summary_dir=os.path.join(model_dir, "train") if summaries else None,
+        eval_summary_dir=os.path.join(model_dir, "validation") if summaries else None,
         summary_interval=params.trainer.summary_interval,
     )
     logging.info("Starts to execute mode: %s", mode)
