@@ -261,6 +261,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         return self._global_step
 
     @property
+    def on_nonfinite(self) -> str:
+        """"raise" or "skip": what a step with a NaN or Inf loss or gradient does."""
+        return self._nonfinite.policy
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether each step's replica function is compiled with XLA."""
+        return self._jit_compile
+
+    @property
     def checkpoint(self) -> tf.train.Checkpoint:
         """Model, optimizer, global step and per-task step counters."""
         return self._checkpoint

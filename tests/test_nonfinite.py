@@ -20,16 +20,24 @@ BATCH = 8
 
 
 def _data(seed, bad_batches=(), value=np.nan, drop=()):
-    """Toy batches (global batch 8), with `value` in one feature of `bad_batches`."""
+    """A dataset function of toy batches (global batch 8), `value` in one feature of `bad_batches`.
+
+    Under two replicas the bad example falls in replica 0's half of the batch.
+    """
     x, y = toy.toy_arrays(seed)
     x = x.copy()
     for b in bad_batches:
-        x[b * BATCH + 1, 0] = value  # one example: replica 0's half under two replicas
+        x[b * BATCH + 1, 0] = value
     keep = [i for i in range(len(x)) if i // BATCH not in drop]
-    options = tf.data.Options()
-    options.autotune.enabled = False  # see conftest: autotuned iterators stall gc
-    dataset = tf.data.Dataset.from_tensor_slices((x[keep], y[keep])).repeat().batch(BATCH, drop_remainder=True)
-    return dataset.with_options(options)
+
+    def dataset_fn(input_context=None):
+        batch = input_context.get_per_replica_batch_size(BATCH) if input_context else BATCH
+        options = tf.data.Options()
+        options.autotune.enabled = False  # see conftest: autotuned iterators stall gc
+        dataset = tf.data.Dataset.from_tensor_slices((x[keep], y[keep])).repeat().batch(batch, drop_remainder=True)
+        return dataset.with_options(options)
+
+    return dataset_fn
 
 
 def _mt():
@@ -127,10 +135,7 @@ def _params(policy):
 def test_run_that_raises_writes_no_checkpoint_after_the_bad_step(tmp_path):
     """NaN at step 3: ckpt-2 is written, ckpt-4 and ckpt-6 are not; ckpt-2 is finite."""
     params = _params("raise")
-    with tf.distribute.get_strategy().scope():
-        model = toy.ToyMultiTaskModel()
-        trainer = train_lib.get_trainer(tf.distribute.get_strategy(), params, _mt(), model)
-    trainer._train_sources = {"foo": _data(1), "bar": _data(3, [2])}  # pylint: disable=protected-access
+    trainer, model = _joint(tf.distribute.get_strategy(), {"foo": _data(1), "bar": _data(3, [2])})
     with pytest.raises(nonfinite.NonFiniteLossError, match="at step 3"):
         train_lib.run_experiment(distribution_strategy=tf.distribute.get_strategy(), task=_mt(), model=model,
                                  mode="train", params=params, model_dir=str(tmp_path), trainer=trainer)
@@ -138,6 +143,14 @@ def test_run_that_raises_writes_no_checkpoint_after_the_bad_step(tmp_path):
     reader = tf.train.load_checkpoint(str(tmp_path))
     values = [reader.get_tensor(name) for name, _ in tf.train.list_variables(str(tmp_path))]
     assert all(np.all(np.isfinite(v)) for v in values if np.issubdtype(np.asarray(v).dtype, np.floating))
+
+
+def test_config_reaches_the_trainer():
+    params = _params("skip")
+    params.runtime.enable_xla = True
+    with tf.distribute.get_strategy().scope():
+        trainer = train_lib.get_trainer(tf.distribute.get_strategy(), params, _mt(), toy.ToyMultiTaskModel())
+    assert trainer.on_nonfinite == "skip" and trainer.jit_compile
 
 
 def test_on_nonfinite_is_validated():
