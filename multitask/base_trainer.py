@@ -89,11 +89,14 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
           jit_compile: Compile each step's replica function (forward,
             backward, weighting, update, metrics) with XLA; batches need
             static shapes (`drop_remainder`). `runtime.enable_xla` sets it.
+            One replica only (XLA cannot reach other devices' variables);
+            under a TPUStrategy the steps are compiled anyway.
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
           ValueError: The model cannot be built, `checkpoint_items` reuse a
-            reserved checkpoint name, an unknown `on_nonfinite`, or the weighting, `rep_grad`, the task
+            reserved checkpoint name, an unknown `on_nonfinite`, `jit_compile`
+            with several replicas (not on a TPU), or the weighting, `rep_grad`, the task
             weights and the data do not fit together.
         """
         self._strategy = tf.distribute.get_strategy()
@@ -119,7 +122,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             + (list(weighting.trainable_variables) if weighting is not None else [])
         )
         self._nonfinite = nonfinite.NonFiniteGuard(on_nonfinite, list(multi_task.tasks))
-        self._jit_compile = jit_compile
+        tpu = isinstance(self._strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
+        if jit_compile and self._strategy.num_replicas_in_sync > 1 and not tpu:
+            raise ValueError(
+                f"runtime.enable_xla / jit_compile compiles the step of one device; XLA cannot update "
+                f"the variables of {self._strategy.num_replicas_in_sync} replicas of "
+                f"{type(self._strategy).__name__} from one cluster. Use it with one replica (default or "
+                "one_device strategy); a TPUStrategy compiles its steps itself."
+            )
+        # A TPUStrategy compiles every replica function with XLA already.
+        self._jit_compile = jit_compile and not tpu
         self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
         self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
         self._training_metrics = {

@@ -95,6 +95,12 @@ def test_train_loops_compile_with_xla_and_match_uncompiled(kind, method):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_xla_with_several_replicas_is_refused(two_cpu_strategy):
+    with two_cpu_strategy.scope():
+        with pytest.raises(ValueError, match="XLA cannot update the variables of 2 replicas of MirroredStrategy"):
+            _trainer("joint", True)
+
+
 @pytest.mark.parametrize("kind", ["joint", "interleaving"])
 def test_xla_refuses_a_host_op_in_the_step(kind):
     """The same step runs uncompiled; compiled, the numpy op is found on the CPU, not on a TPU later."""
@@ -112,6 +118,18 @@ def test_mixed_bfloat16_trains_with_float32_variables():
         assert np.isfinite(logs["total_loss"])
         assert {v.dtype for v in model.variables} == {"float32"}
         assert not isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        runtime.set_mixed_precision_policy(None)
+
+
+def test_mixed_float16_scales_losses_in_the_interleaving_trainer():
+    runtime.set_mixed_precision_policy("float16")
+    try:
+        trainer, model = _trainer("interleaving", False)
+        assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+        logs = trainer.train(tf.constant(3))
+        assert np.isfinite(logs["foo"]["training_loss"])
+        assert {v.dtype for v in model.variables} == {"float32"}
     finally:
         runtime.set_mixed_precision_policy(None)
 
