@@ -13,7 +13,6 @@ from official.modeling import hyperparams
 
 TRAINER_TYPES = ("joint", "interleaving")
 SAMPLER_TYPES = ("uniform", "proportional", "annealing")
-NONFINITE_POLICIES = ("raise", "skip")
 
 
 @dataclasses.dataclass
@@ -188,10 +187,9 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
                 f"trainer.trainer_type is {self.trainer_type!r}; allowed: "
                 f"{', '.join(TRAINER_TYPES)}."
             )
-        if self.on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(
-                f"trainer.on_nonfinite is {self.on_nonfinite!r}; allowed: {', '.join(NONFINITE_POLICIES)}."
-            )
+        from multitask import nonfinite  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
+
+        nonfinite.check_policy(self.on_nonfinite)
         if self.trainer_type == "interleaving":
             self.task_sampler.validate()
             if self.weighting.type or self.rep_grad:
