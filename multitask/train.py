@@ -277,11 +277,12 @@ def run(flags_obj) -> Dict[str, Dict[str, Any]]:
     try:
         strategy = runtime.get_distribution_strategy(params.runtime)
     except (ValueError, RuntimeError) as error:
-        raise UsageError(f"runtime.distribution_strategy={params.runtime.distribution_strategy!r}: "
-                         f"{preflight.one_line(error)}.") from error
+        raise UsageError(f"{preflight.one_line(error)}.") from error
+    # In a multi-worker run only the chief writes model_dir's files.
+    chief = strategy.extended.should_checkpoint
     with strategy.scope():
         train_task, eval_task, model = build_and_check(params, mode, model_dir, strategy)
-        if "train" in mode:
+        if "train" in mode and chief:
             train_utils.serialize_config(params, model_dir)
         print(f"Running experiment {experiment!r} ({mode}) in {os.path.abspath(model_dir)}")
         if isinstance(params, configs.MultiEvalExperimentConfig):
@@ -295,11 +296,12 @@ def run(flags_obj) -> Dict[str, Dict[str, Any]]:
                 params=params, model_dir=model_dir,
             )
         split, logs = final_evaluation(multitask_lib.as_multi_task(eval_task), model)
-    if "train" in mode:
-        train_utils.save_gin_config(mode, model_dir)
     print()
     print(results.format_table(logs, title=f"Final {split} metrics"))
-    print(f"\nWrote checkpoints, summaries and {results.write_metrics_json(logs, model_dir)}")
+    if chief:
+        if "train" in mode:
+            train_utils.save_gin_config(mode, model_dir)
+        print(f"\nWrote checkpoints, summaries and {results.write_metrics_json(logs, model_dir)}")
     return logs
 
 
