@@ -22,6 +22,7 @@ import tensorflow as tf
 from multitask import base_model
 from multitask import joint_step
 from multitask import multitask as multitask_lib
+from multitask import nonfinite
 from multitask import results as results_lib
 from multitask import successive_regularization as successive_lib
 from multitask import task_control
@@ -30,7 +31,7 @@ from multitask.weighting import base as weighting_base
 
 _RESERVED_CHECKPOINT_NAMES = (
     "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control",
-    "shared_learning_rate_multiplier", "task_optimizers", "successive_regularization",
+    "shared_learning_rate_multiplier", "task_optimizers", "successive_regularization", "nonfinite_steps",
 )
 # The UpdateGuard group of the variables several tasks share.
 _SHARED_GROUP = "__shared__"
@@ -79,6 +80,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         rep_grad: bool = False,
         shared_learning_rate_multiplier: Optional[float] = None,
         successive_regularization: float = 0.0,
+        on_nonfinite: str = "raise",
+        jit_compile: bool = False,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -111,11 +114,22 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
           successive_regularization: λ of HMTL's pull of the shared variables
             towards their values at the start of the phase (see
             `successive_regularization`); 0 is off.
+          on_nonfinite: What a step with a NaN or Inf task loss or gradient
+            does (it never updates a variable; see `multitask.nonfinite`):
+            "raise" stops with `NonFiniteLossError` after the loop, naming the
+            task and the step, before any checkpoint is written; "skip" counts
+            it (`nonfinite_steps`) and goes on.
+          jit_compile: Compile each step's replica function (forward,
+            backward, weighting, update, metrics) with XLA; batches need
+            static shapes (`drop_remainder`). `runtime.enable_xla` sets it.
+            One replica only (XLA cannot reach other devices' variables);
+            under a TPUStrategy the steps are compiled anyway.
 
         Raises:
           KeyError: A task has no sub-model in `multi_task_model`.
           ValueError: The model cannot be built, `checkpoint_items` reuse a
-            reserved checkpoint name, or the weighting, `rep_grad`, the task
+            reserved checkpoint name, an unknown `on_nonfinite`, `jit_compile`
+            with several replicas (not on a TPU), or the weighting, `rep_grad`, the task
             weights and the data do not fit together.
         """
         self._strategy = tf.distribute.get_strategy()
@@ -142,6 +156,17 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             + (list(weighting.trainable_variables) if weighting is not None else [])
         )
         self._trainable_signature = None
+        self._nonfinite = nonfinite.NonFiniteGuard(on_nonfinite, list(multi_task.tasks))
+        tpu = isinstance(self._strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
+        if jit_compile and self._strategy.num_replicas_in_sync > 1 and not tpu:
+            raise ValueError(
+                f"runtime.enable_xla / jit_compile compiles the step of one device; XLA cannot update "
+                f"the variables of {self._strategy.num_replicas_in_sync} replicas of "
+                f"{type(self._strategy).__name__} from one cluster. Use it with one replica (default or "
+                "one_device strategy); a TPUStrategy compiles its steps itself."
+            )
+        # A TPUStrategy compiles every replica function with XLA already.
+        self._jit_compile = jit_compile and not tpu
         self._training_losses = {name: keras.metrics.Mean("training_loss") for name in multi_task.tasks}
         self._training_losses["total_loss"] = keras.metrics.Mean("training_loss")
         self._training_metrics = {
@@ -162,6 +187,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             global_step=self._global_step,
             task_step_counters=self._task_step_counters,
             task_control=multi_task.control,
+            nonfinite_steps=self._nonfinite.nonfinite_steps,
             **checkpoint_items,
         )
         # Frozen parts included: one unfrozen later is still guarded while its task is disabled.
@@ -303,6 +329,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         return self._global_step
 
     @property
+    def on_nonfinite(self) -> str:
+        """"raise" or "skip": what a step with a NaN or Inf loss or gradient does."""
+        return self._nonfinite.policy
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether each step's replica function is compiled with XLA."""
+        return self._jit_compile
+
+    @property
     def checkpoint(self) -> tf.train.Checkpoint:
         """Model, optimizer, global step and per-task step counters."""
         return self._checkpoint
@@ -346,6 +382,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             return inputs
         features, labels = base_task.split_inputs(inputs)
         return {name: (features, labels[name]) for name in task_names}
+
+    def compiled(self, replica_fn):
+        """`replica_fn` as an XLA-compiled `tf.function` under `jit_compile`, else as is."""
+        return tf.function(replica_fn, jit_compile=True) if self._jit_compile else replica_fn
 
     def train_loop_begin(self):
         """Resets the per-loop metrics; distributes the train data on the first loop.
@@ -446,15 +486,16 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 )
                 self._update_diagnostics(names, logs)
             for key in names:
-                self._training_losses[key].update_state(
-                    logs[key], sample_weight=tf.cast(active[key], tf.float32)
-                )
-            self._training_losses["total_loss"].update_state(logs["total_loss"])
+                self._nonfinite.update_mean(self._training_losses[key], logs[key], weight=active[key])
+            self._nonfinite.update_mean(self._training_losses["total_loss"], logs["total_loss"])
+            return self._nonfinite.step_flags([logs[name] for name in names])
 
         inputs = self.next_inputs(iterator_map, names)
 
         def run_step():
-            self._strategy.run(step_fn, args=(inputs,))
+            with self._nonfinite.guarding(self._optimizer):
+                flags = self._strategy.run(self.compiled(step_fn), args=(inputs,))
+            self._nonfinite.record(flags, step + 1)
             if self._successive is not None:
                 self._successive.apply(self._optimizer.learning_rate)
 
@@ -484,7 +525,13 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`,
         plus per task the knobs in use (`TaskControl.logs`): "loss_weight",
         "learning_rate_multiplier", "active".
+        and "nonfinite_steps" under `on_nonfinite="skip"`.
+
+        Raises:
+          NonFiniteLossError: A step of the run had a NaN or Inf loss or
+            gradient and `on_nonfinite` is "raise" (orbit then saves no checkpoint).
         """
+        self._nonfinite.check()
         result = {}
         control_logs = self._multi_task.control.logs(self._global_step, self._logs_loss_weights)
         for name in self._multi_task.tasks:
@@ -497,4 +544,6 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         result["total_loss"] = self._training_losses["total_loss"].result()
         # Follows the optimizer's own step count (one per backward pass).
         result["learning_rate"] = self._optimizer.learning_rate
+        if self._nonfinite.policy == "skip":
+            result["nonfinite_steps"] = self._nonfinite.nonfinite_steps.read_value()
         return results_lib.to_python(result)

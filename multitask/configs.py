@@ -296,6 +296,10 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
       successive_regularization: Strength λ of the pull of the shared
         variables towards their values at the start of the current training
         phase (HMTL); 0 is off. See `successive_regularization`.
+      on_nonfinite: A step with a NaN or Inf task loss or gradient never
+        updates the model; "raise" then stops the run naming the task and
+        the step (no checkpoint is written after it), "skip" counts the step
+        (`nonfinite_steps`) and goes on. See `multitask.nonfinite`.
     """
 
     trainer_type: str = "interleaving"
@@ -307,6 +311,7 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
     model_selection: ModelSelectionConfig = dataclasses.field(default_factory=ModelSelectionConfig)
     shared_learning_rate_multiplier: Optional[float] = None
     successive_regularization: float = 0.0
+    on_nonfinite: str = "raise"
 
     def validate(self):
         # Own checks first: the base validate() exports the whole config, which
@@ -316,6 +321,9 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
                 f"trainer.trainer_type is {self.trainer_type!r}; allowed: "
                 f"{', '.join(TRAINER_TYPES)}."
             )
+        from multitask import nonfinite  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
+
+        nonfinite.check_policy(self.on_nonfinite)
         if self.trainer_type == "interleaving":
             self.task_sampler.validate()
             if self.weighting.type or self.rep_grad:
@@ -343,12 +351,32 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
 
 
 @dataclasses.dataclass
+class MultiTaskRuntimeConfig(cfg.RuntimeConfig):
+    """Model Garden's `RuntimeConfig` plus a seed.
+
+    Attributes:
+      seed: When set, the launcher seeds Python, NumPy, TensorFlow and Keras
+        (`keras.utils.set_random_seed`) before building anything, so weight
+        initialisation repeats; data shuffles, task sampling and random
+        weighting methods have their own seeds in their configs.
+    """
+
+    seed: Optional[int] = None
+
+
+@dataclasses.dataclass
 class MultiTaskExperimentConfig(hyperparams.Config):
     """An experiment config for multi-task training and multi-task evaluation."""
 
     task: MultiTaskConfig = dataclasses.field(default_factory=MultiTaskConfig)
     trainer: MultiTaskTrainerConfig = dataclasses.field(default_factory=MultiTaskTrainerConfig)
-    runtime: cfg.RuntimeConfig = dataclasses.field(default_factory=cfg.RuntimeConfig)
+    runtime: MultiTaskRuntimeConfig = dataclasses.field(default_factory=MultiTaskRuntimeConfig)
+
+    def __post_init__(self, *args, **kwargs):
+        super().__post_init__(*args, **kwargs)
+        if not isinstance(self.runtime, MultiTaskRuntimeConfig):
+            # An experiment may pass Model Garden's plain RuntimeConfig.
+            self.runtime = MultiTaskRuntimeConfig(**self.runtime.as_dict())
 
     def validate(self):
         self.task.validate()

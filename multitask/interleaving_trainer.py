@@ -45,6 +45,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         sampling_seed: int = 0,
         task_optimizers: Optional[Mapping[str, keras.optimizers.Optimizer]] = None,
         successive_regularization: float = 0.0,
+        on_nonfinite: str = "raise",
+        jit_compile: bool = False,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -65,6 +67,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             `optimizer`.
           successive_regularization: As for `MultiTaskBaseTrainer`; the pull
             follows every task step, at that step's learning rate.
+          on_nonfinite: As for `MultiTaskBaseTrainer`.
+          jit_compile: As for `MultiTaskBaseTrainer`.
 
         Raises:
           ValueError: The sampler's tasks differ from `multi_task`'s.
@@ -82,6 +86,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             trainer_options=trainer_options,
             train_datasets=train_datasets,
             successive_regularization=successive_regularization,
+            on_nonfinite=on_nonfinite,
+            jit_compile=jit_compile,
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
@@ -135,13 +141,18 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
                 optimizer=self.task_optimizer(name),
                 metrics=self._training_metrics[name],
             )
-            self._training_losses[name].update_state(logs[task.loss])
+            loss = logs[task.loss]
+            self._nonfinite.update_mean(self._training_losses[name], loss)
+            return self._nonfinite.step_flags([loss if n == name else 0.0 for n in self._multi_task.tasks])
 
         guard = self._task_guards[name]
         multiplier = self._multi_task.control.learning_rate_multiplier(name)
+        inputs = self.next_inputs(iterator_map, [name])
 
         def run():
-            self._strategy.run(step_fn, args=(self.next_inputs(iterator_map, [name]),))
+            with self._nonfinite.guarding(self.task_optimizer(name)):
+                flags = self._strategy.run(self.compiled(step_fn), args=(inputs,))
+            self._nonfinite.record(flags, self._global_step + 1)
 
         def scaled_run():
             before = guard.snapshot()

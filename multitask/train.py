@@ -8,7 +8,10 @@ mode train_and_eval into a new directory under ./runs and prints where.
 The config is resolved and checked completely before anything is written: an
 unknown experiment, a bad override, an invalid setting or an unusable
 model_dir prints one line naming the problem and the valid choices, and the
-launcher exits with status 2.
+launcher exits with status 2. So do a task or model that cannot be built and a
+task whose first batch does not fit its model (`multitask.preflight`: empty
+data, wrong structure, shape or dtype, labels outside the head's range), all
+found before the config, a checkpoint or a summary is written.
 """
 import os
 
@@ -18,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import datetime
 import sys
+import tempfile
 import types
 from typing import Any, Dict, Optional
 
@@ -25,6 +29,7 @@ from absl import app
 from absl import flags
 from absl import logging
 import gin
+import keras
 import yaml
 
 from official.common import flags as tfm_flags
@@ -39,6 +44,7 @@ from multitask import configs
 from multitask import evaluator as evaluator_lib
 from multitask import model_factory
 from multitask import multitask as multitask_lib
+from multitask import preflight
 from multitask import results
 from multitask import scoring
 from multitask import train_lib
@@ -192,8 +198,12 @@ def resolve_model_dir(model_dir: Optional[str], experiment: str) -> str:
     existing = existing or "."
     if not os.path.isdir(existing):
         raise UsageError(f"--model_dir: {model_dir!r} is inside {existing!r}, which is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--model_dir: {model_dir!r} is not writable.")
+    try:
+        # A real write, not os.access: root passes access checks on read-only mounts.
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UsageError(f"--model_dir: {model_dir!r} is not writable ({error.strerror}).") from error
     return model_dir
 
 
@@ -206,6 +216,45 @@ def final_evaluation(multi_task, model):
     if all(scoring.has_splits(task) for task in multi_task.tasks.values()):
         return "test", scoring.evaluate_split(multi_task, model, "test")
     return "validation", evaluator_lib.MultiTaskEvaluator(multi_task.tasks, model).evaluate(-1)
+
+
+def build_and_check(params, mode: str, model_dir: str, strategy):
+    """Builds the tasks and the model, and runs each task's first batch through them.
+
+    Returns:
+      `(train_task, eval_task, model)`: the Task that trains alone (None unless
+      `params` is a `MultiEvalExperimentConfig`), the Task or MultiTask that
+      the run evaluates (and trains), and the model.
+
+    Raises:
+      UsageError: A task or model cannot be built, or a task's data do not
+        fit its model (see `multitask.preflight`).
+    """
+    train_task = None
+    try:
+        if isinstance(params, configs.MultiEvalExperimentConfig):
+            train_task = task_factory.get_task(params.task, logging_dir=model_dir)
+            eval_task = multitask_lib.MultiTask([
+                multitask_lib.build_task(r.task_config, r.resolved_name(), model_dir)
+                for r in params.eval_tasks
+            ])
+            model = train_task.build_model()
+        elif isinstance(params, configs.MultiTaskExperimentConfig):
+            eval_task = multitask_lib.MultiTask.from_config(params.task, logging_dir=model_dir)
+            model = model_factory.build_model(params.task)
+        else:
+            eval_task = task_factory.get_task(params.task, logging_dir=model_dir)
+            model = eval_task.build_model()
+        evaluated = multitask_lib.as_multi_task(eval_task)
+        if "train" in mode:
+            preflight.check_data(
+                multitask_lib.as_multi_task(train_task) if train_task is not None else evaluated, model,
+                ("train",), getattr(params.task, "shared_train_data", None), strategy)
+        if "eval" in mode:
+            preflight.check_data(evaluated, model, ("validation",), strategy=strategy)
+    except (ValueError, KeyError) as error:
+        raise UsageError(preflight.one_line(error).strip("'\"").rstrip(".") + ".") from error
+    return train_task, eval_task, model
 
 
 def run(flags_obj) -> Dict[str, Dict[str, Any]]:
@@ -224,39 +273,37 @@ def run(flags_obj) -> Dict[str, Dict[str, Any]]:
     mode = flags_obj.mode or DEFAULT_MODE
     params = parse_params(flags_obj)
     model_dir = resolve_model_dir(flags_obj.model_dir, experiment)
-    if "train" in mode:
-        train_utils.serialize_config(params, model_dir)
-    print(f"Running experiment {experiment!r} ({mode}) in {os.path.abspath(model_dir)}")
     runtime.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
-    strategy = runtime.get_distribution_strategy(params.runtime)
+    if getattr(params.runtime, "seed", None) is not None:
+        keras.utils.set_random_seed(params.runtime.seed)
+    try:
+        strategy = runtime.get_distribution_strategy(params.runtime)
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(f"{preflight.one_line(error)}.") from error
+    # In a multi-worker run only the chief writes model_dir's files.
+    chief = strategy.extended.should_checkpoint
     with strategy.scope():
+        train_task, eval_task, model = build_and_check(params, mode, model_dir, strategy)
+        if "train" in mode and chief:
+            train_utils.serialize_config(params, model_dir)
+        print(f"Running experiment {experiment!r} ({mode}) in {os.path.abspath(model_dir)}")
         if isinstance(params, configs.MultiEvalExperimentConfig):
-            train_task = task_factory.get_task(params.task, logging_dir=model_dir)
-            eval_task = multitask_lib.MultiTask([
-                multitask_lib.build_task(r.task_config, r.resolved_name(), model_dir)
-                for r in params.eval_tasks
-            ])
             model, _ = train_lib.run_experiment_with_multitask_eval(
                 distribution_strategy=strategy, train_task=train_task, eval_tasks=eval_task.tasks,
                 mode=mode, params=params, model_dir=model_dir,
             )
         else:
-            if isinstance(params, configs.MultiTaskExperimentConfig):
-                eval_task = multitask_lib.MultiTask.from_config(params.task, logging_dir=model_dir)
-                model = model_factory.build_model(params.task)
-            else:
-                eval_task = task_factory.get_task(params.task, logging_dir=model_dir)
-                model = eval_task.build_model()
             train_lib.run_experiment(
                 distribution_strategy=strategy, task=eval_task, model=model, mode=mode,
                 params=params, model_dir=model_dir,
             )
         split, logs = final_evaluation(multitask_lib.as_multi_task(eval_task), model)
-    if "train" in mode:
-        train_utils.save_gin_config(mode, model_dir)
     print()
     print(results.format_table(logs, title=f"Final {split} metrics"))
-    print(f"\nWrote checkpoints, summaries and {results.write_metrics_json(logs, model_dir)}")
+    if chief:
+        if "train" in mode:
+            train_utils.save_gin_config(mode, model_dir)
+        print(f"\nWrote checkpoints, summaries and {results.write_metrics_json(logs, model_dir)}")
     return logs
 
 

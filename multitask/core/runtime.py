@@ -1,4 +1,5 @@
 """The runtime section of a config: distribution strategy and precision policy."""
+import socket
 from typing import Optional
 
 import keras
@@ -33,13 +34,20 @@ def get_distribution_strategy(runtime_config) -> tf.distribute.Strategy:
     """Builds the strategy `runtime.distribution_strategy` names.
 
     Goes through `official.common.distribute_utils`; "default" is its "off"
-    (the default strategy of `tf.distribute.get_strategy()`).
+    (the default strategy of `tf.distribute.get_strategy()`). "tpu" fails
+    fast where there is no TPU: without `runtime.tpu`, when a `grpc://`
+    address does not accept a connection within 10 s, or when the TPU system
+    cannot be found or initialised.
 
     Raises:
-      ValueError: An unknown strategy name or precision dtype.
+      ValueError: An unknown strategy name or precision dtype, or "tpu"
+        without `runtime.tpu`.
+      RuntimeError: "tpu" and no TPU is reachable.
     """
     validate_runtime(runtime_config)
     name = runtime_config.distribution_strategy.lower()
+    if name == "tpu":
+        return _tpu_strategy(runtime_config)
     return distribute_utils.get_distribution_strategy(
         distribution_strategy="off" if name == "default" else name,
         num_gpus=runtime_config.num_gpus,
@@ -47,6 +55,28 @@ def get_distribution_strategy(runtime_config) -> tf.distribute.Strategy:
         num_packs=runtime_config.num_packs,
         tpu_address=runtime_config.tpu,
     )
+
+
+def _tpu_strategy(runtime_config) -> tf.distribute.TPUStrategy:
+    address = runtime_config.tpu
+    if not address:
+        raise ValueError(
+            "runtime.distribution_strategy is 'tpu' but runtime.tpu is not set: give the TPU's name, "
+            "its grpc://host:port address, or 'local' (the flag --tpu sets it)."
+        )
+    if address.startswith("grpc://"):
+        host, _, port = address[len("grpc://"):].rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except (OSError, ValueError) as error:
+            raise RuntimeError(f"runtime.distribution_strategy is 'tpu' but no TPU answers at runtime.tpu="
+                               f"{address!r} ({error}).") from error
+    try:
+        return distribute_utils.get_distribution_strategy(distribution_strategy="tpu", tpu_address=address)
+    except Exception as error:  # pylint: disable=broad-except  (resolver and TF errors of many kinds)
+        first = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise RuntimeError(f"runtime.distribution_strategy is 'tpu' but no TPU was found at runtime.tpu="
+                           f"{address!r}: {first}") from error
 
 
 def set_mixed_precision_policy(dtype: Optional[str]) -> str:

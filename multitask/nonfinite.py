@@ -1,0 +1,189 @@
+"""What a trainer does when a task loss or a gradient is NaN or Inf.
+
+`NonFiniteGuard` gates every optimizer update of a step inside the training
+graph: the update runs only when every loss the step differentiates (each one
+passes through `optimizer.scale_loss`) and every gradient is finite on every
+replica (one all-reduce of a scalar per update, no host round trip). A step
+that fails the check changes no variable: the optimizer's slots and iteration
+count stay as they were, so the model and optimizer always hold finite values.
+Under a `keras.optimizers.LossScaleOptimizer` (float16) non-finite gradients
+are the loss scaler's business (it skips the step and lowers the scale), so
+only the losses are checked.
+
+The trainer records the first such step and the task whose loss was not
+finite. With policy "raise" it raises `NonFiniteLossError` after the loop
+(`train_loop_end`), before orbit writes summaries or a checkpoint, so no
+checkpoint of the run ever holds the state after that step. With "skip" the
+steps are counted (`nonfinite_steps` in the logs and the checkpoint) and
+training goes on; they still count as steps (the global step and the data
+position advance).
+"""
+import contextlib
+import threading
+from typing import List, Sequence
+
+import keras
+import tensorflow as tf
+
+POLICIES = ("raise", "skip")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A task loss or gradient became NaN or Inf and the policy is "raise"."""
+
+
+def check_policy(policy: str) -> None:
+    """Raises a ValueError unless `policy` is one of `POLICIES`."""
+    if policy not in POLICIES:
+        raise ValueError(f"trainer.on_nonfinite is {policy!r}; allowed: {', '.join(POLICIES)}.")
+
+
+def _all_finite(tensors) -> tf.Tensor:
+    flags = [tf.reduce_all(tf.math.is_finite(t.values if isinstance(t, tf.IndexedSlices) else t))
+             for t in tensors if t is not None]
+    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+
+def replica_bad_count(finite: tf.Tensor) -> tf.Tensor:
+    """The number of replicas where `finite` is False (called in a replica context)."""
+    bad = tf.cast(tf.logical_not(finite), tf.int32)
+    context = tf.distribute.get_replica_context()
+    if context is None or tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return bad
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, bad)
+
+
+class NonFiniteGuard:
+    """Gates a trainer's updates on finite losses and gradients; remembers the first failure."""
+
+    def __init__(self, policy: str, task_names: Sequence[str]):
+        """Creates the counters; call it under the trainer's strategy scope.
+
+        Args:
+          policy: "raise" or "skip".
+          task_names: The tasks, in the order of the per-task flags.
+
+        Raises:
+          ValueError: An unknown policy.
+        """
+        check_policy(policy)
+        self.policy = policy
+        self._strategy = tf.distribute.get_strategy()
+        self._task_names = list(task_names)
+        once = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, name="nonfinite_steps", **once)
+        self._first_step = tf.Variable(-1, dtype=tf.int64, name="first_nonfinite_step", **once)
+        self._first_task = tf.Variable(-1, dtype=tf.int32, name="first_nonfinite_task", **once)
+        # Per replica thread (MirroredStrategy traces replicas in threads).
+        self._local = threading.local()
+
+    def _list(self, name: str) -> List[tf.Tensor]:
+        if not hasattr(self._local, name):
+            setattr(self._local, name, [])
+        return getattr(self._local, name)
+
+    @contextlib.contextmanager
+    def guarding(self, optimizer: keras.optimizers.Optimizer):
+        """Within this block, `optimizer` updates only when the step is finite.
+
+        Wraps the instance's `scale_loss` (to see every loss that gets
+        differentiated) and `apply` (to gate the update) while the replica
+        function is traced or run.
+        """
+        check_grads = not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        scale_loss, apply = optimizer.scale_loss, optimizer.apply
+        self._local = threading.local()
+
+        def guarded_scale_loss(loss):
+            self._list("losses_finite").append(_all_finite([loss]))
+            return scale_loss(loss)
+
+        def guarded_apply(grads, trainable_variables=None):
+            checks = self._list("losses_finite") + ([_all_finite(grads)] if check_grads else [])
+            finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+            bad = replica_bad_count(finite)
+            self._list("skipped").append(bad > 0)
+
+            def update(grads, trainable_variables):
+                apply(grads, trainable_variables)
+                return tf.constant(True)
+
+            def no_update(*_):
+                return tf.constant(False)
+
+            context = tf.distribute.get_replica_context()
+            if context is None or tf.__internal__.distribute.strategy_supports_no_merge_call():
+                tf.cond(bad > 0, no_update, lambda: update(grads, trainable_variables))
+            else:
+                # A branch that calls merge_call (the optimizer's update does)
+                # must run from a cross-replica cond, as Keras' LossScaleOptimizer does.
+                def cross_replica(strategy, bad, grads, trainable_variables):
+                    bad = strategy.experimental_local_results(bad)[0]
+
+                    def update_each_replica():
+                        strategy.extended.call_for_each_replica(update, args=(grads, trainable_variables))
+                        return tf.constant(True)
+
+                    tf.cond(bad > 0, no_update, update_each_replica)
+
+                context.merge_call(cross_replica, args=(bad, grads, trainable_variables))
+
+        optimizer.scale_loss, optimizer.apply = guarded_scale_loss, guarded_apply
+        try:
+            yield
+        finally:
+            del optimizer.scale_loss, optimizer.apply
+
+    def step_flags(self, task_losses: Sequence[tf.Tensor]) -> tf.Tensor:
+        """Per-task "not finite on some replica" counts `[T]` plus the gate's verdict.
+
+        Call in the replica function after the step, with one loss per task of
+        `task_names` (a task not trained this step passes a finite constant).
+
+        Returns:
+          int32 `[T + 1]`: the number of replicas where each task's loss is
+          not finite, then 1 where an update of this step was skipped.
+        """
+        bad_tasks = [replica_bad_count(_all_finite([loss])) for loss in task_losses]
+        skipped = self._list("skipped")
+        skipped = tf.reduce_any(tf.stack(skipped)) if skipped else tf.constant(False)
+        return tf.stack(bad_tasks + [tf.cast(skipped, tf.int32)])
+
+    def record(self, flags, step: tf.Tensor) -> None:
+        """Counts a non-finite step and remembers the first one (cross-replica context).
+
+        Args:
+          flags: `step_flags`' result, per replica (all replicas agree).
+          step: The global step after this step.
+        """
+        flags = self._strategy.experimental_local_results(flags)[0]
+        nonfinite = tf.reduce_any(flags > 0)
+        first = tf.logical_and(nonfinite, self._first_step < 0)
+        bad_task = tf.where(tf.reduce_any(flags[:-1] > 0), tf.argmax(flags[:-1] > 0, output_type=tf.int32), -1)
+        self._first_step.assign(tf.where(first, tf.cast(step, tf.int64), self._first_step))
+        self._first_task.assign(tf.where(first, bad_task, self._first_task))
+        self.nonfinite_steps.assign_add(tf.cast(nonfinite, tf.int64))
+
+    @staticmethod
+    def update_mean(metric: keras.metrics.Mean, loss: tf.Tensor, weight=1.0) -> None:
+        """Adds `loss` with `weight` to a running mean unless it is NaN or Inf."""
+        finite = tf.math.is_finite(loss)
+        metric.update_state(tf.where(finite, loss, tf.zeros_like(loss)),
+                            sample_weight=tf.cast(finite, loss.dtype) * tf.cast(weight, loss.dtype))
+
+    def check(self) -> None:
+        """Raises under "raise" when a step was not finite.
+
+        Raises:
+          NonFiniteLossError: Names the first such step and its task.
+        """
+        step = int(self._first_step.numpy())
+        if self.policy != "raise" or step < 0:
+            return
+        task = int(self._first_task.numpy())
+        what = f"task {self._task_names[task]!r} has a NaN or Inf loss" if task >= 0 else (
+            "a gradient is NaN or Inf")
+        raise NonFiniteLossError(
+            f"{what} at step {step}; no update was made from it and no checkpoint was written after "
+            "it. Set trainer.on_nonfinite=skip to skip such steps and go on."
+        )

@@ -1,0 +1,103 @@
+"""Checks that each task's data fit its model before a run writes anything.
+
+`check_data` reads the first batch of every task's dataset and runs it
+eagerly through the task's sub-model, loss and metrics. A dataset that yields
+nothing, the wrong structure, shape or dtype for the model, labels the loss
+or metrics cannot take (e.g. class ids outside the head's range), or a
+non-finite first loss becomes one `DataError` naming the task, the split and
+the problem, instead of a traceback from inside a traced training loop. Only
+the first batch is checked; later batches are guarded by the trainers'
+non-finite policy (`multitask.nonfinite`).
+"""
+import re
+from typing import Iterable, Optional
+
+import tensorflow as tf
+
+from multitask import base_model
+from multitask import input_factory
+from multitask.core import base_task
+
+
+class DataError(ValueError):
+    """A task's dataset does not fit its model (one line)."""
+
+
+def one_line(error: BaseException) -> str:
+    """The informative first line of an exception's message, without TF's decorations."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or [type(error).__name__]
+    line = re.sub(r"\s*\[Op:[^\]]*\].*$", "", lines[0])
+    return re.sub(r"\s+", " ", line).rstrip(".")
+
+
+def _first_batch(dataset, what: str):
+    try:
+        for batch in dataset.take(1):
+            return batch
+    except Exception as error:  # pylint: disable=broad-except  (a user pipeline: any error)
+        raise DataError(f"{what}: reading the first batch failed: {one_line(error)}.") from error
+    raise DataError(f"{what}: the dataset is empty (no batch; check its size against the global batch size).")
+
+
+def _check_batch(task: base_task.Task, model, inputs, what: str) -> None:
+    features, labels = base_task.split_inputs(inputs)
+    try:
+        outputs = model(features, training=False)
+    except Exception as error:  # pylint: disable=broad-except
+        spec = tf.nest.map_structure(lambda t: f"{t.dtype.name}{list(t.shape)}", features)
+        raise DataError(f"{what}: the features ({spec}) do not fit the model: {one_line(error)}.") from error
+    try:
+        loss = task.total_loss(labels, outputs, model)
+        task.process_metrics(task.build_metrics(training=True), labels, outputs)
+    except Exception as error:  # pylint: disable=broad-except
+        spec = tf.nest.map_structure(lambda t: f"{t.dtype.name}{list(t.shape)}", labels)
+        raise DataError(f"{what}: the labels ({spec}) do not fit the loss or metrics: {one_line(error)}.") from error
+    if not bool(tf.reduce_all(tf.math.is_finite(loss))):
+        raise DataError(f"{what}: the loss of the first batch is NaN or Inf (labels out of range, or bad values?).")
+
+
+def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_train_data=None,
+               strategy: Optional[tf.distribute.Strategy] = None) -> None:
+    """Runs every task's first batch of each split through its model, loss and metrics.
+
+    Args:
+      multi_task: The `MultiTask`.
+      model: Its `MultiTaskBaseModel` or one keras.Model for all tasks.
+      splits: "train" (the task's `train_data`) and/or "validation".
+      shared_train_data: `task.shared_train_data`: when set, the train split is
+        that one dataset of `(features, {task: labels})`.
+      strategy: The run's strategy (its scope is entered); default: the current one.
+
+    Raises:
+      DataError: The first problem found, in one line naming task and split.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        base_model.ensure_built(model)
+        for split in splits:
+            if split == "train" and shared_train_data is not None:
+                try:
+                    dataset = input_factory.build_shared_inputs(shared_train_data)
+                except ValueError as error:
+                    raise DataError(str(error)) from error
+                shared = _first_batch(dataset, "task.shared_train_data")
+            for name, task in multi_task.tasks.items():
+                what = f"task {name!r}, {split} data"
+                if split == "train" and shared_train_data is not None:
+                    features, labels = base_task.split_inputs(shared)
+                    if not isinstance(labels, dict) or name not in labels:
+                        raise DataError(f"task.shared_train_data: labels must be a dict with a key per task; no {name!r}.")
+                    batch = (features, labels[name])
+                else:
+                    config = getattr(task.task_config, f"{split}_data", None)
+                    if config is None:
+                        continue
+                    try:
+                        dataset = task.build_inputs(config)
+                    except Exception as error:  # pylint: disable=broad-except
+                        raise DataError(f"{what}: building the dataset failed: {one_line(error)}.") from error
+                    batch = _first_batch(dataset, what)
+                _check_batch(task, base_model.task_model(model, name), batch, what)
