@@ -490,17 +490,15 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             self._nonfinite.update_mean(self._training_losses["total_loss"], logs["total_loss"])
             return self._nonfinite.step_flags([logs[name] for name in names])
 
-        inputs = self.next_inputs(iterator_map, names)
-
-        def run_step():
-            with self._nonfinite.guarding(self._optimizer):
-                flags = self._strategy.run(self.compiled(step_fn), args=(inputs,))
-            self._nonfinite.record(flags, step + 1)
-            if self._successive is not None:
-                self._successive.apply(self._optimizer.learning_rate)
-
+        any_active = tf.reduce_any(tf.stack(list(active.values())))
         before = self._update_guard.snapshot()
-        tf.cond(tf.reduce_any(tf.stack(list(active.values()))), run_step, lambda: None)
+        # No tf.cond around strategy.run: replica functions that synchronise
+        # (merge_call) cannot run in a cond branch. The update is gated instead.
+        with self._nonfinite.guarding(self._optimizer, update_if=any_active):
+            flags = self._strategy.run(self.compiled(step_fn), args=(self.next_inputs(iterator_map, names),))
+        self._nonfinite.record(flags, step + 1)
+        if self._successive is not None:
+            tf.cond(any_active, lambda: self._successive.apply(self._optimizer.learning_rate), lambda: None)
         factors = {name: tf.where(active[name], control.learning_rate_multiplier(name), 0.0) for name in names}
         if self._shared_multiplier is not None:
             factors[_SHARED_GROUP] = self._shared_multiplier.read_value()

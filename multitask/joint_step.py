@@ -19,6 +19,7 @@ when the tasks share their input and the model is an `EncoderHeadsModel`).
   top of the optimizer's own all-reduce. Task-specific parameters get their
   own task's gradient, unweighted, as in LibMTL.
 """
+import functools
 from typing import Dict, List, Sequence, Tuple
 
 import tensorflow as tf
@@ -67,10 +68,17 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
                       global_step=None, **metric_kwargs) -> Dict[str, tf.Tensor]:
     """`task_losses` for the active tasks only; also updates their metrics.
 
-    Each task's forward pass, loss and metric update run inside a `tf.cond`
-    on `multi_task.control.is_active(task, global_step)`, so a disabled task costs no compute and
-    toggling it needs no retracing. The shared encoder (single-pass case)
-    always runs.
+    Where the strategy can synchronise replicas inside control flow (no
+    strategy, or one that needs no `merge_call`: MultiWorkerMirrored, TPU),
+    each task's forward pass, loss and metric update run inside a `tf.cond` on
+    `multi_task.control.is_active(task, global_step)`, so a disabled task
+    costs no compute. Under strategies that synchronise through `merge_call`
+    (MirroredStrategy, OneDevice) a cond branch cannot hold cross-replica ops
+    (batch-norm statistics, the global labelled count of partial labels), so
+    there every task's forward pass runs and a disabled task's loss is
+    multiplied by 0 (its metrics are still skipped, and the trainer restores
+    its variables). Either way toggling needs no retracing. The shared encoder
+    (single-pass case) always runs.
 
     Returns:
       `{task: scalar loss}`; 0 for a disabled task.
@@ -78,11 +86,14 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
     losses = {}
     single_pass = shared_features is not None and isinstance(model, base_model.EncoderHeadsModel)
     representation = model.encode(shared_features, training=True) if single_pass else None
+    skip_forward = (not tf.distribute.has_strategy()
+                    or tf.__internal__.distribute.strategy_supports_no_merge_call())
     for name, inputs in task_inputs.items():
         task = multi_task.tasks[name]
+        active = multi_task.control.is_active(name, global_step)
+        features, labels = base_task.split_inputs(inputs)
 
-        def forward(task=task, name=name, inputs=inputs):
-            features, labels = base_task.split_inputs(inputs)
+        def forward(task=task, name=name, features=features, labels=labels):
             if single_pass:
                 outputs = model.task_outputs(name, representation, training=True)
                 loss = tf.cast(task.build_losses(labels=labels, model_outputs=outputs), tf.float32)
@@ -92,11 +103,22 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
                 sub_model = base_model.task_model(model, name)
                 outputs = sub_model(features, training=True)
                 loss = task.total_loss(labels, outputs, sub_model)
-            task.process_metrics(task_metrics[name], labels, outputs, **metric_kwargs)
-            return tf.reshape(tf.cast(loss, tf.float32), [])
+            return tf.reshape(tf.cast(loss, tf.float32), []), outputs
 
-        losses[name] = tf.cond(multi_task.control.is_active(name, global_step), forward,
-                               lambda: tf.constant(0.0))
+        def update_metrics(task=task, name=name, labels=labels, outputs=None):
+            task.process_metrics(task_metrics[name], labels, outputs, **metric_kwargs)
+
+        if skip_forward:
+            def forward_and_metrics(forward=forward, update_metrics=update_metrics):
+                loss, outputs = forward()
+                update_metrics(outputs=outputs)
+                return loss
+
+            losses[name] = tf.cond(active, forward_and_metrics, lambda: tf.constant(0.0))
+        else:
+            loss, outputs = forward()
+            losses[name] = loss * tf.cast(active, tf.float32)
+            tf.cond(active, functools.partial(update_metrics, outputs=outputs), lambda: None)
     return losses
 
 

@@ -20,7 +20,7 @@ position advance).
 """
 import contextlib
 import threading
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -83,12 +83,18 @@ class NonFiniteGuard:
         return getattr(self._local, name)
 
     @contextlib.contextmanager
-    def guarding(self, optimizer: keras.optimizers.Optimizer):
+    def guarding(self, optimizer: keras.optimizers.Optimizer, update_if: Optional[tf.Tensor] = None):
         """Within this block, `optimizer` updates only when the step is finite.
 
         Wraps the instance's `scale_loss` (to see every loss that gets
         differentiated) and `apply` (to gate the update) while the replica
         function is traced or run.
+
+        Args:
+          optimizer: The optimizer to gate.
+          update_if: Optional scalar bool, the same on every replica: when
+            False the update is skipped too, without counting as non-finite
+            (the joint trainer's step with no active task).
         """
         check_grads = not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         scale_loss, apply = optimizer.scale_loss, optimizer.apply
@@ -103,6 +109,8 @@ class NonFiniteGuard:
             finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
             bad = replica_bad_count(finite)
             self._list("skipped").append(bad > 0)
+            if update_if is not None:
+                bad = tf.where(update_if, bad, tf.ones_like(bad))
 
             def update(grads, trainable_variables):
                 apply(grads, trainable_variables)
