@@ -7,6 +7,12 @@ copy of the encoder, whatever the number of tasks; `keras.saving.load_model`
 reloads it with no code from this project (custom layers must be registered
 with `keras.saving.register_keras_serializable`, as Keras requires).
 
+A config-built `SharedEncoderModel` (any architecture) is saved as a
+`ConfiguredTasks` model instead: its config is the model's block config and
+the task names, and reloading rebuilds the trunk and the asked tasks' towers
+from it (so reloading needs this project and the config's plugins), then
+loads the trained weights.
+
 From the command line, the latest checkpoint of a training run:
 
     python -m multitask.export --experiment=multi_digits --model_dir=/tmp/run \\
@@ -25,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from multitask import base_model
+from multitask.modeling import shared_encoder_model
 
 
 def _fresh_inputs(structure, name: Optional[str] = None):
@@ -57,12 +64,52 @@ def encoder_inputs(encoder: keras.layers.Layer):
     return None
 
 
+@keras.saving.register_keras_serializable(package="multitask")
+class ConfiguredTasks(keras.Model):
+    """Some tasks of a config-built `SharedEncoderModel`: one trunk call, then each task's tower."""
+
+    def __init__(self, model_config: dict, task_names: Sequence[str], model=None, **kwargs):
+        """Creates the model.
+
+        Args:
+          model_config: `SharedEncoderModelConfig.as_dict()` of the model.
+          task_names: The tasks to serve, in output order.
+          model: The trained `SharedEncoderModel` whose layers to serve; by
+            default (reloading) one is rebuilt from `model_config`.
+          **kwargs: Passed to `keras.Model`.
+        """
+        super().__init__(**kwargs)
+        self.model_config = model_config
+        self.task_names = list(task_names)
+        if model is None:
+            config = shared_encoder_model.SharedEncoderModelConfig()
+            config.override(model_config, is_strict=True)
+            model = shared_encoder_model.SharedEncoderModel(config)
+        self.trunk = model.encoder
+        self.towers = [model.heads[task] for task in self.task_names]
+        self.built = True
+
+    def call(self, inputs, training=None):
+        representation = self.trunk(inputs, training=training)
+        return {task: tower(representation, training=training) for task, tower in zip(self.task_names, self.towers)}
+
+    def get_config(self):
+        return {"model_config": self.model_config, "task_names": self.task_names, "name": self.name}
+
+
 def _check_splittable(model) -> None:
     if not isinstance(model, base_model.EncoderHeadsModel):
         raise ValueError(
             f"export_tasks exports an EncoderHeadsModel (one encoder, one head per task), "
             f"not a {type(model).__name__}."
         )
+    if isinstance(model, shared_encoder_model.SharedEncoderModel):
+        if model.config is None:
+            raise ValueError(
+                "This SharedEncoderModel was given encoder or head layers in Python, so its config "
+                "cannot rebuild it; build it from block configs to export it."
+            )
+        return
     for method in ("encode", "task_outputs"):
         if getattr(type(model), method) is not getattr(base_model.EncoderHeadsModel, method):
             raise ValueError(
@@ -85,7 +132,8 @@ def subset_model(model: base_model.EncoderHeadsModel, task_names: Sequence[str],
 
     Returns:
       A `keras.Model` returning `{task: outputs}`, sharing the model's encoder
-      and heads (their current weights, no copy). Each head is wrapped in a
+      and heads (their current weights, no copy): a functional model, or a
+      `ConfiguredTasks` for a config-built `SharedEncoderModel`. Each head is wrapped in a
       one-layer model named after its task, so heads with the same layer name
       can be served together.
 
@@ -103,6 +151,8 @@ def subset_model(model: base_model.EncoderHeadsModel, task_names: Sequence[str],
     unknown = [task for task in task_names if task not in model.heads]
     if unknown:
         raise KeyError(f"Unknown tasks {unknown}; the model serves: {', '.join(model.heads)}.")
+    if isinstance(model, shared_encoder_model.SharedEncoderModel):
+        return ConfiguredTasks(model.config.as_dict(), task_names, model=model, name=name)
     if inputs is None:
         inputs = encoder_inputs(model.encoder)
         if inputs is None:

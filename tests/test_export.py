@@ -97,3 +97,27 @@ def test_cli_exports_the_latest_checkpoint_of_a_run(tmp_path):
         export.export_run("multi_digits", str(tmp_path / "empty"), ["right"], output)
     with pytest.raises(train.UsageError, match=r"Unknown tasks \['up'\]"):
         export.export_run("multi_digits", str(tmp_path), ["up"], output)
+
+
+@pytest.mark.parametrize("architecture", [{"type": "hard_sharing"}, {"type": "mmoe", "num_experts": 2}])
+def test_config_built_model_exports_and_reloads(tmp_path, architecture):
+    from multitask.modeling import shared_encoder_model  # pylint: disable=import-outside-toplevel
+
+    config = shared_encoder_model.SharedEncoderModelConfig(
+        input_shape=(4,), encoder={"type": "mlp", "hidden_sizes": [8]}, architecture=architecture,
+        heads={"a": {"type": "classification", "num_classes": 3}, "b": {"type": "regression"},
+               "c": {"type": "binary"}},
+    )
+    model = shared_encoder_model.SharedEncoderModel(config)
+    for variable in model.variables:  # Not the initial values: the reload must load these.
+        variable.assign(tf.random.stateless_normal(variable.shape, seed=[1, len(variable.name)]))
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    path = str(tmp_path / "ac.keras")
+    export.export_tasks(model, ["c", "a"], path)
+    reloaded = keras.saving.load_model(path)
+    outputs = reloaded(x)
+    assert set(outputs) == {"c", "a"}
+    for task in ("c", "a"):
+        np.testing.assert_allclose(outputs[task], model.sub_tasks[task](x), rtol=1e-5, atol=1e-6)
+    trunk = len(model.encoder.weights)
+    assert len(reloaded.weights) == trunk + len(model.heads["a"].weights) + len(model.heads["c"].weights)

@@ -304,6 +304,8 @@ class SharedEncoderModel(base_model.EncoderHeadsModel):
         if heads is not None and not heads:
             raise ValueError("heads is empty; give each task a head layer.")
         config.check(check_heads=heads is None)
+        # The config rebuilds this model only when it names every block (see `multitask.export`).
+        self.config = config if encoder is None and heads is None else None
         task_names = tuple(heads) if heads is not None else config.task_names()
         inputs = model_inputs(config)
         self.architecture = registry.ARCHITECTURES.build(
