@@ -66,8 +66,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     but the global step.
     """
 
-    # Whether the trainer logs each task's loss weight (the joint step uses it).
+    # Whether the trainer logs each task's loss weight (the joint step uses it)
+    # and its sampling weight (an interleaving sampler that reads it).
     _logs_loss_weights = True
+    _logs_sampling_weights = False
 
     def __init__(
         self,
@@ -522,7 +524,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
 
         `{task: {"training_loss", <metrics>, "task_steps"}, "total_loss", "learning_rate"}`,
         plus per task the knobs in use (`TaskControl.logs`): "loss_weight",
-        "learning_rate_multiplier", "active".
+        "learning_rate_multiplier", "sampling_weight", "active".
         and "nonfinite_steps" under `on_nonfinite="skip"`.
 
         Raises:
@@ -531,7 +533,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         """
         self._nonfinite.check()
         result = {}
-        control_logs = self._multi_task.control.logs(self._global_step, self._logs_loss_weights)
+        control_logs = self._multi_task.control.logs(
+            self._global_step, self._logs_loss_weights, self._logs_sampling_weights
+        )
         for name in self._multi_task.tasks:
             logs = {"training_loss": self._training_losses[name].result()}
             logs.update({metric.name: metric.result() for metric in self._training_metrics[name]})

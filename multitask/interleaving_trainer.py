@@ -10,14 +10,19 @@ replica and worker trains the same task.
 Task control: the sampler's distribution is restricted to the active tasks
 (`MultiTask.control` flags, read in the graph), so a disabled task is never
 sampled and toggling needs no retracing; a step with no active task trains
-nothing. A task's `learning_rate_multiplier` scales every update its step
-makes (shared and own variables) through `task_control.UpdateGuard`.
+nothing. A sampler that uses the weights (`TaskSampler.uses_weights`) samples
+with the current `TaskControl` sampling-weight variables, read in the graph,
+so `set_sampling_weight` takes effect at the next step without retracing (and
+the weights are logged as "sampling_weight"). A task's
+`learning_rate_multiplier` scales every update its step makes (shared and own
+variables) through `task_control.UpdateGuard`.
 """
 import functools
 from typing import Any, Dict, Mapping, Optional, Union
 
 import gin
 import keras
+import numpy as np
 import orbit
 import tensorflow as tf
 
@@ -55,7 +60,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
           multi_task_model: A `MultiTaskBaseModel`, or one keras.Model for all tasks.
           optimizer: A Keras 3 optimizer shared by all tasks.
           task_sampler: Gives the task distribution at each global step; its
-            task order must be `multi_task.tasks`' order.
+            task order must be `multi_task.tasks`' order. When it uses the
+            weights, they must equal `multi_task.sampling_weights`: the
+            trainer samples with those variables.
           trainer_options: orbit options.
           train_datasets: As for `MultiTaskBaseTrainer`.
           sampling_seed: The first half of the stateless RNG seed; the global
@@ -71,13 +78,22 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
           jit_compile: As for `MultiTaskBaseTrainer`.
 
         Raises:
-          ValueError: The sampler's tasks differ from `multi_task`'s.
+          ValueError: The sampler's tasks differ from `multi_task`'s, or
+            its weights from `multi_task.sampling_weights` when it uses them.
           KeyError: `task_optimizers` names an unknown task.
         """
         if list(task_sampler.task_weights) != list(multi_task.tasks):
             raise ValueError(
                 f"task_sampler tasks {list(task_sampler.task_weights)} differ from the "
                 f"MultiTask's tasks {list(multi_task.tasks)} (names and order must match)."
+            )
+        current = multi_task.sampling_weights
+        if task_sampler.uses_weights and not np.array_equal(
+                np.float32(list(task_sampler.task_weights.values())), np.float32(list(current.values()))):
+            raise ValueError(
+                f"task_sampler weights {task_sampler.task_weights} differ from the MultiTask's sampling "
+                f"weights {current}; the trainer samples with the latter (MultiTask.control variables): "
+                "build the sampler from multi_task.sampling_weights."
             )
         super().__init__(
             multi_task=multi_task,
@@ -111,6 +127,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             )
             for name in multi_task.tasks
         }
+
+    @property
+    def _logs_sampling_weights(self) -> bool:
+        return self._task_sampler.uses_weights
 
     @property
     def task_sampler(self) -> sampler_lib.TaskSampler:
@@ -169,8 +189,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         """Samples an active task for this global step and trains it."""
         names = list(self._multi_task.tasks)
         control = self._multi_task.control
+        kwargs = {"weights": control.sampling_weight_vector()} if self._task_sampler.uses_weights else {}
         index, any_active = self._task_sampler.task_index(
-            self._global_step, self._sampling_seed, control.active_mask(self._global_step)
+            self._global_step, self._sampling_seed, control.active_mask(self._global_step), **kwargs
         )
         # Index len(names) (no active task) trains nothing.
         index = tf.where(any_active, index, len(names))

@@ -167,12 +167,12 @@ class MultiTask(tf.Module):
 
     @property
     def control(self) -> task_control.TaskControl:
-        """The per-task variables: active flags, loss weights, learning-rate multipliers."""
+        """The per-task variables: active flags, loss and sampling weights, learning-rate multipliers."""
         return self._control
 
     @property
     def sampling_weights(self) -> Dict[str, float]:
-        """The interleaving sampler's weights (`sampling_weight`, else `task_weight`)."""
+        """The interleaving sampler's current weights (`sampling_weight`, else `task_weight`)."""
         return self._control.sampling_weights
 
     def enable_task(self, name: str) -> None:

@@ -13,8 +13,10 @@ change without rebuilding or retracing anything:
   optionally multiplied by a schedule over the global step.
 - `learning_rate_multiplier`: a float `tf.Variable` scaling the updates of
   the task's variables (see `UpdateGuard`).
-- `sampling_weight`: a Python float, the interleaving sampler's weight (the
-  samplers precompute their distributions from it).
+- `sampling_weight`: a float `tf.Variable`, the interleaving sampler's weight.
+  The samplers that use weights (proportional, annealing) compute their
+  distribution from the variables inside the traced step, so
+  `set_sampling_weight` takes effect at the next step without retracing.
 
 All variables are tracked by the module, so a trainer's checkpoint that holds
 the `TaskControl` saves and restores them.
@@ -28,6 +30,7 @@ move a variable even when its gradient is zero.
 """
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 SCHEDULE_TYPES = ("", "piecewise", "linear")
@@ -147,7 +150,7 @@ class TaskControl(tf.Module):
         self._initial_loss_weights = {
             name: _check_knob(loss_weights[name], f"loss_weight of task {name!r}") for name in names
         }
-        self._sampling_weights = {
+        self._initial_sampling_weights = {
             name: _check_knob(sampling_weights[name], f"sampling_weight of task {name!r}") for name in names
         }
         self._initial_multipliers = {
@@ -165,6 +168,11 @@ class TaskControl(tf.Module):
         self.learning_rate_multipliers = [
             tf.Variable(self._initial_multipliers[name], dtype=tf.float32, trainable=False,
                         name=f"{name}_learning_rate_multiplier")
+            for name in names
+        ]
+        self.sampling_weight_variables = [
+            tf.Variable(self._initial_sampling_weights[name], dtype=tf.float32, trainable=False,
+                        name=f"{name}_sampling_weight")
             for name in names
         ]
 
@@ -204,7 +212,30 @@ class TaskControl(tf.Module):
 
     @property
     def sampling_weights(self) -> Dict[str, float]:
-        return dict(self._sampling_weights)
+        """The current sampling weights (read eagerly), in task order."""
+        return {name: float(v.numpy()) for name, v in zip(self._names, self.sampling_weight_variables)}
+
+    @property
+    def initial_sampling_weights(self) -> Dict[str, float]:
+        return dict(self._initial_sampling_weights)
+
+    def set_sampling_weight(self, name: str, value: float) -> None:
+        """Sets task `name`'s sampling weight from the next step (no retracing).
+
+        When every active task's weight is 0, a weight-using sampler trains
+        nothing at that step (as with no active task).
+
+        Raises:
+          KeyError: No such task.
+          ValueError: `value` is negative or not finite.
+        """
+        self.sampling_weight_variables[self._index(name)].assign(
+            _check_knob(value, f"sampling_weight of task {name!r}")
+        )
+
+    def sampling_weight_vector(self) -> tf.Tensor:
+        """`[T]` float32: the sampling weights in task order (read in the graph)."""
+        return tf.stack([v.read_value() for v in self.sampling_weight_variables])
 
     @property
     def initial_loss_weights(self) -> Dict[str, float]:
@@ -232,12 +263,15 @@ class TaskControl(tf.Module):
     def learning_rate_multiplier(self, name: str) -> tf.Tensor:
         return self.learning_rate_multipliers[self._index(name)].read_value()
 
-    def logs(self, step, loss_weights: bool) -> Dict[str, Dict[str, tf.Tensor]]:
+    def logs(self, step, loss_weights: bool, sampling_weights: bool = False) -> Dict[str, Dict[str, tf.Tensor]]:
         """The knobs worth logging, per task.
 
         `loss_weight` where the task's weight is not a constant 1 (and
         `loss_weights` is True: the joint trainer); `learning_rate_multiplier`
-        where it is not 1; `active` for every task once any task was disabled.
+        where it is not 1; `sampling_weight` for every task when
+        `sampling_weights` is True (an interleaving sampler that reads the
+        weights), else where it differs from its initial value; `active` for
+        every task once any task was disabled.
         """
         result = {}
         for i, name in enumerate(self._names):
@@ -246,6 +280,9 @@ class TaskControl(tf.Module):
                 logs["loss_weight"] = self.loss_weight(name, step)
             if float(self.learning_rate_multipliers[i].numpy()) != 1.0:
                 logs["learning_rate_multiplier"] = self.learning_rate_multipliers[i].read_value()
+            weight = self.sampling_weight_variables[i]
+            if sampling_weights or float(weight.numpy()) != np.float32(self._initial_sampling_weights[name]):
+                logs["sampling_weight"] = weight.read_value()
             if self._control_used:
                 logs["active"] = tf.cast(self.active[i].read_value(), tf.float32)
             result[name] = logs

@@ -22,7 +22,11 @@ written down where it applies:
   samplers, whatever `alpha` is (Model Garden gives it mass when alpha is 0);
 - the annealing sampler follows the paper's 1-indexed epochs (see its
   docstring) and stops annealing after `total_steps`;
-- the cumulative distribution's last entry is exactly 1.
+- the cumulative distribution's last entry is exactly 1;
+- the samplers that use the weights (`uses_weights`: proportional and
+  annealing) also take them as a tensor (`task_index(..., weights=)`), so the
+  interleaving trainer samples with the current values of
+  `TaskControl`'s sampling-weight variables and a change needs no retracing.
 """
 import abc
 import math
@@ -97,8 +101,12 @@ class TaskSampler(tf.Module, abc.ABC):
 
     Subclasses implement `task_cumulative_distribution`, which must work
     eagerly and inside `tf.function` with a tensor (e.g. a `tf.Variable`)
-    global step.
+    global step. Those whose distribution depends on the weights set
+    `uses_weights` and accept `task_cumulative_distribution(global_step,
+    weights)` with a `[T]` float tensor of weights replacing the Python ones.
     """
+
+    uses_weights = False
 
     def __init__(self, task_weights: Mapping[str, Number]):
         """Initializes the sampler.
@@ -141,7 +149,7 @@ class TaskSampler(tf.Module, abc.ABC):
           with last entry 1.
         """
 
-    def task_index(self, global_step: tf.Tensor, seed: int, active: tf.Tensor):
+    def task_index(self, global_step: tf.Tensor, seed: int, active: tf.Tensor, weights=None):
         """The task the interleaving trainer trains at `global_step`.
 
         Samples from `task_cumulative_distribution` restricted to the
@@ -151,12 +159,20 @@ class TaskSampler(tf.Module, abc.ABC):
           global_step: The current training step.
           seed: The sampling seed.
           active: `[T]` booleans: the tasks that may be picked.
+          weights: Optional `[T]` float tensor: the current task weights,
+            used instead of the constructor's when `uses_weights` (ignored
+            otherwise). When every active task's weight is 0, no task can be
+            trained.
 
         Returns:
           `(index, any_task)`: an int32 task index, and whether any task can
           be trained (when False the step trains nothing).
         """
-        cumulative, any_mass = restrict_to_active(self.task_cumulative_distribution(global_step), active)
+        if weights is not None and self.uses_weights:
+            cumulative = self.task_cumulative_distribution(global_step, weights)
+        else:
+            cumulative = self.task_cumulative_distribution(global_step)
+        cumulative, any_mass = restrict_to_active(cumulative, active)
         return sample_task_index(cumulative, global_step, seed), any_mass
 
 
@@ -186,6 +202,24 @@ class UniformTaskSampler(TaskSampler):
         return tf.constant(self._cumulative)
 
 
+def _power_cumulative(weights, alpha) -> tf.Tensor:
+    """The cumulative distribution of `weights ** alpha` over the positive weights, in the graph.
+
+    A softmax of `alpha * log(w)`, so large weights or alphas do not
+    overflow; a weight of 0 gets probability 0. All zeros when no weight is
+    positive (`restrict_to_active` then reports no mass).
+    """
+    weights = tf.cast(weights, tf.float32)
+    positive = weights > 0
+    any_positive = tf.reduce_any(positive)
+    logits = tf.where(positive, tf.cast(alpha, tf.float32) * tf.math.log(tf.where(positive, weights, 1.0)),
+                      tf.constant(-np.inf, tf.float32))
+    # With no positive weight the softmax is NaN; it is replaced by zeros.
+    probabilities = tf.where(any_positive, tf.nn.softmax(logits), 0.0)
+    cumulative = tf.minimum(tf.math.cumsum(probabilities), 1.0)
+    return tf.concat([cumulative[:-1], tf.reshape(tf.cast(any_positive, tf.float32), [1])], axis=0)
+
+
 class ProportionalTaskSampler(TaskSampler):
     """Samples task i with probability proportional to `task_weight_i ** alpha`.
 
@@ -193,6 +227,8 @@ class ProportionalTaskSampler(TaskSampler):
     tasks of positive weight, and values between flatten the distribution. A
     task of weight 0 is never sampled, whatever `alpha` is.
     """
+
+    uses_weights = True
 
     def __init__(self, task_weights: Mapping[str, Number], alpha: float = 1.0):
         """Initializes the sampler.
@@ -222,10 +258,16 @@ class ProportionalTaskSampler(TaskSampler):
         """The exponent applied to the weights."""
         return self._alpha
 
-    def task_cumulative_distribution(self, global_step: tf.Tensor) -> tf.Tensor:
-        """See `TaskSampler.task_cumulative_distribution`; the step is unused."""
+    def task_cumulative_distribution(self, global_step: tf.Tensor, weights=None) -> tf.Tensor:
+        """See `TaskSampler.task_cumulative_distribution`; the step is unused.
+
+        `weights`, a `[T]` float tensor, replaces the constructor's weights
+        (all zeros when none is positive).
+        """
         del global_step
-        return tf.constant(self._cumulative)
+        if weights is None:
+            return tf.constant(self._cumulative)
+        return _power_cumulative(weights, self._alpha)
 
 
 class AnnealingTaskSampler(TaskSampler):
@@ -251,6 +293,8 @@ class AnnealingTaskSampler(TaskSampler):
     fractional last epoch and any step past `total_steps` use alpha = 0.2
     rather than extrapolating below it; a task of weight 0 is never sampled.
     """
+
+    uses_weights = True
 
     def __init__(
         self,
@@ -284,11 +328,6 @@ class AnnealingTaskSampler(TaskSampler):
         self._steps_per_epoch = int(steps_per_epoch)
         self._total_steps = int(total_steps)
         self._total_epochs = self._total_steps / self._steps_per_epoch
-        positive = self._weight_array > 0
-        self._positive = positive
-        self._log_weights = np.where(
-            positive, np.log(np.where(positive, self._weight_array, 1.0)), 0.0
-        ).astype(np.float32)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -319,16 +358,15 @@ class AnnealingTaskSampler(TaskSampler):
         progress = (epoch - 1.0) / (self._total_epochs - 1.0)
         return 1.0 - _ANNEALING_ALPHA_DROP * progress
 
-    def task_cumulative_distribution(self, global_step: tf.Tensor) -> tf.Tensor:
-        """See `TaskSampler.task_cumulative_distribution`."""
-        alpha = self.annealed_alpha(global_step)
-        logits = tf.where(
-            tf.constant(self._positive),
-            alpha * tf.constant(self._log_weights),
-            tf.constant(-np.inf, tf.float32),
-        )
-        cumulative = tf.minimum(tf.math.cumsum(tf.nn.softmax(logits)), 1.0)
-        return tf.concat([cumulative[:-1], tf.ones([1], tf.float32)], axis=0)
+    def task_cumulative_distribution(self, global_step: tf.Tensor, weights=None) -> tf.Tensor:
+        """See `TaskSampler.task_cumulative_distribution`.
+
+        `weights`, a `[T]` float tensor, replaces the constructor's weights
+        (all zeros when none is positive).
+        """
+        if weights is None:
+            weights = tf.constant(self._weight_array, tf.float32)
+        return _power_cumulative(weights, self.annealed_alpha(global_step))
 
 
 class TemperatureTaskSampler(ProportionalTaskSampler):
@@ -336,8 +374,10 @@ class TemperatureTaskSampler(ProportionalTaskSampler):
 
     `n_i` is task i's dataset size. T = 1 samples in proportion to the sizes,
     large T approaches uniform sampling (Arivazhagan et al. 2019; the T of
-    multilingual models).
+    multilingual models). The sampling weights are not used.
     """
+
+    uses_weights = False
 
     def __init__(self, dataset_sizes: Mapping[str, Number], temperature: float = 1.0):
         """Initializes the sampler.
@@ -383,9 +423,9 @@ class RoundRobinTaskSampler(TaskSampler):
         index = tf.math.floormod(tf.cast(global_step, tf.int32), self.num_tasks)
         return tf.cast(tf.range(self.num_tasks) >= index, tf.float32)
 
-    def task_index(self, global_step, seed, active):
-        """See `TaskSampler.task_index`; the seed is unused."""
-        del seed
+    def task_index(self, global_step, seed, active, weights=None):
+        """See `TaskSampler.task_index`; the seed and weights are unused."""
+        del seed, weights
         active = tf.convert_to_tensor(active)
         return _nth_active(active, global_step), tf.reduce_any(active)
 
@@ -439,8 +479,9 @@ class EpochShuffledTaskSampler(TaskSampler):
         del global_step
         return tf.constant(_cumulative_float32(self._weight_array / self._weight_array.sum()))
 
-    def task_index(self, global_step, seed, active):
-        """See `TaskSampler.task_index`."""
+    def task_index(self, global_step, seed, active, weights=None):
+        """See `TaskSampler.task_index`; the weights are unused."""
+        del weights
         step = tf.cast(global_step, tf.int64)
         order = self.epoch_order(step // self._epoch_steps, seed)
         index = order[step % self._epoch_steps]

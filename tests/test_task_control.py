@@ -28,14 +28,14 @@ def _joint(strategy=None, optimizer=None, seed=0, **kwargs):
     return trainer, model
 
 
-def _interleaving(strategy=None, seed=0, **kwargs):
+def _interleaving(strategy=None, seed=0, sampler=task_sampler.UniformTaskSampler, **kwargs):
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         mt = _multi_task(**kwargs)
         model = toy.ToyMultiTaskModel()
         trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
-            mt, model, keras.optimizers.Adam(0.05), task_sampler.UniformTaskSampler(mt.sampling_weights)
+            mt, model, keras.optimizers.Adam(0.05), sampler(mt.sampling_weights)
         )
     return trainer, model
 
@@ -360,3 +360,66 @@ def test_step_windows_from_config_toggle_at_exact_steps():
     ))
     with pytest.raises(ValueError, match=r"task_routines\[0\]: start_step 4 and stop_step 4"):
         bad.validate()
+
+
+def _steps(trainer):
+    return {name: int(trainer.task_step_counter(name).numpy()) for name in ("foo", "bar")}
+
+
+@pytest.mark.parametrize("sampler", [task_sampler.ProportionalTaskSampler,
+                                     lambda w: task_sampler.AnnealingTaskSampler(w, 10, 40)])
+def test_sampling_weight_changes_sampling_without_retracing(sampler):
+    trainer, _ = _interleaving(sampler=sampler, sampling_weights={"foo": 1.0, "bar": 1.0})
+    logs = trainer.train(tf.constant(6))
+    assert logs["foo"]["sampling_weight"] == 1.0 and logs["bar"]["sampling_weight"] == 1.0
+    trainer.multi_task.control.set_sampling_weight("foo", 0.0)
+    before = _steps(trainer)
+    logs = trainer.train(tf.constant(12))
+    assert _steps(trainer) == {"foo": before["foo"], "bar": before["bar"] + 12}
+    assert logs["foo"]["sampling_weight"] == 0.0
+    trainer.multi_task.control.set_sampling_weight("foo", 1.0)
+    trainer.multi_task.control.set_sampling_weight("bar", 0.0)
+    before = _steps(trainer)
+    trainer.train(tf.constant(12))
+    assert _steps(trainer) == {"foo": before["foo"] + 12, "bar": before["bar"]}
+    # Every weight 0: the steps train nothing.
+    trainer.multi_task.control.set_sampling_weight("foo", 0.0)
+    before = _steps(trainer)
+    trainer.train(tf.constant(3))
+    assert _steps(trainer) == before and int(trainer.global_step.numpy()) == 33
+    assert trainer._train_loop_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+
+
+def test_sampling_weight_is_logged_when_changed_and_ignored_by_uniform():
+    trainer, _ = _interleaving()
+    assert "sampling_weight" not in trainer.train(tf.constant(2))["foo"]
+    trainer.multi_task.control.set_sampling_weight("foo", 0.0)
+    logs = trainer.train(tf.constant(8))
+    assert logs["foo"]["sampling_weight"] == 0.0 and "sampling_weight" not in logs["bar"]
+    assert int(trainer.task_step_counter("foo").numpy()) > 0  # uniform sampling ignores weights
+
+
+def test_sampling_weight_is_checkpointed(tmp_path):
+    trainer, _ = _interleaving(sampler=task_sampler.ProportionalTaskSampler)
+    trainer.multi_task.control.set_sampling_weight("bar", 0.25)
+    path = trainer.checkpoint.save(str(tmp_path / "ckpt"))
+    fresh, _ = _interleaving(sampler=task_sampler.ProportionalTaskSampler)
+    fresh.checkpoint.read(path).assert_existing_objects_matched()
+    assert fresh.multi_task.sampling_weights == {"foo": 1.0, "bar": 0.25}
+    assert fresh.multi_task.control.initial_sampling_weights == {"foo": 1.0, "bar": 1.0}
+
+
+def test_sampling_weight_errors():
+    control = _multi_task().control
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="sampling_weight of task 'foo'"):
+            control.set_sampling_weight("foo", bad)
+    with pytest.raises(KeyError, match="baz"):
+        control.set_sampling_weight("baz", 1.0)
+    assert control.sampling_weights == {"foo": 1.0, "bar": 1.0}
+    mt = _multi_task()
+    with pytest.raises(ValueError, match="differ from the MultiTask's sampling weights"):
+        interleaving_trainer.MultiTaskInterleavingTrainer(
+            mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.1),
+            task_sampler.ProportionalTaskSampler({"foo": 1.0, "bar": 2.0}),
+        )

@@ -346,3 +346,37 @@ def test_get_task_sampler_builds_the_new_types():
         task_sampler.get_task_sampler(
             configs.TaskSamplingConfig(type="epoch_shuffled", epoch_shuffled={"batches_per_epoch": (3,)}), names
         )
+
+
+def test_weights_tensor_replaces_the_python_weights():
+    proportional = task_sampler.ProportionalTaskSampler({"a": 1, "b": 3}, alpha=2.0)
+    np.testing.assert_allclose(
+        proportional.task_cumulative_distribution(0, tf.constant([1.0, 3.0])),
+        proportional.task_cumulative_distribution(0), rtol=1e-6)
+    np.testing.assert_allclose(proportional.task_cumulative_distribution(0, tf.constant([3.0, 1.0])),
+                               [0.9, 1.0], rtol=1e-6)  # 9 / (9 + 1)
+    assert list(proportional.task_cumulative_distribution(0, tf.constant([0.0, 0.0])).numpy()) == [0.0, 0.0]
+    annealing = task_sampler.AnnealingTaskSampler({"a": 1, "b": 2, "c": 4}, 10, 50)
+    for step in (0, 25, 60):
+        np.testing.assert_allclose(
+            annealing.task_cumulative_distribution(step, tf.constant([1.0, 2.0, 4.0])),
+            annealing.task_cumulative_distribution(step), rtol=1e-6)
+    assert proportional.uses_weights and annealing.uses_weights
+    assert not any(cls.uses_weights for cls in (task_sampler.UniformTaskSampler, task_sampler.RoundRobinTaskSampler,
+                                                task_sampler.TemperatureTaskSampler,
+                                                task_sampler.EpochShuffledTaskSampler))
+
+
+def test_task_index_reads_a_weights_variable_without_retracing():
+    sampler = task_sampler.ProportionalTaskSampler({"a": 1, "b": 1})
+    uniform = task_sampler.UniformTaskSampler({"a": 1, "b": 1})
+    weights = tf.Variable([0.0, 1.0])
+    active = tf.constant([True, True])
+    draw = tf.function(lambda s, step: s.task_index(step, 0, active, weights=weights))
+    assert {int(draw(sampler, tf.constant(step, tf.int64))[0]) for step in range(20)} == {1}
+    weights.assign([1.0, 0.0])
+    assert {int(draw(sampler, tf.constant(step, tf.int64))[0]) for step in range(20)} == {0}
+    weights.assign([0.0, 0.0])
+    assert not bool(draw(sampler, tf.constant(0, tf.int64))[1])
+    assert {int(draw(uniform, tf.constant(step, tf.int64))[0]) for step in range(20)} == {0, 1}
+    assert draw.experimental_get_tracing_count() == 2  # once per sampler
