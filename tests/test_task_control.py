@@ -423,3 +423,10 @@ def test_sampling_weight_errors():
             mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.1),
             task_sampler.ProportionalTaskSampler({"foo": 1.0, "bar": 2.0}),
         )
+
+
+def test_sampling_weight_under_two_replicas(two_cpu_strategy):
+    trainer, _ = _interleaving(two_cpu_strategy, sampler=task_sampler.ProportionalTaskSampler)
+    trainer.multi_task.control.set_sampling_weight("bar", 0.0)
+    trainer.train(tf.constant(6))
+    assert _steps(trainer) == {"foo": 6, "bar": 0}
