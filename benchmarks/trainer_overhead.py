@@ -28,7 +28,9 @@ All three use the same loss function (raw TF ops), the same datasets and the
 default strategy. Every runner is built and traced first; each round then
 times `--steps` steps of every runner in turn (`timing.interleaved_seconds_per_step`),
 and the table shows the median examples/s over `--repeats` rounds and our
-trainers' ratios to the two references. The peak RSS printed at the end is that
+trainers' ratios to the two references. (With `--jit`, an interleaving
+trainer compiles a task's step the first time that task is sampled: keep
+`--steps` large enough that the untimed first call samples every task.) The peak RSS printed at the end is that
 of the whole process (`python -m benchmarks.run` runs each size in its own
 process, so there it is per workload).
 """

@@ -19,7 +19,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402
 from experiments import multi_digits  # noqa: E402
