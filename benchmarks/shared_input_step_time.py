@@ -18,14 +18,13 @@ rounds and the speedup of the single pass.
 import argparse
 import json
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import timing  # noqa: E402
 from experiments import multi_digits  # noqa: E402
 from multitask import base_model  # noqa: E402
 from multitask import base_trainer  # noqa: E402
@@ -69,19 +68,6 @@ def build_trainer(num_tasks: int, single_pass: bool, batch_size: int) -> base_tr
     return base_trainer.MultiTaskBaseTrainer(tasks, model, keras.optimizers.Adam(1e-3), train_datasets=dataset_fn)
 
 
-def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
-    """Median seconds per step of each trainer, timed in turn (A, B, ..., A, B, ...)."""
-    for trainer in trainers.values():
-        trainer.train(tf.constant(steps))  # traces the loop
-    times = {key: [] for key in trainers}
-    for _ in range(repeats):
-        for key, trainer in trainers.items():
-            start = time.perf_counter()
-            trainer.train(tf.constant(steps))
-            times[key].append((time.perf_counter() - start) / steps)
-    return {key: statistics.median(values) for key, values in times.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 3, 8])
@@ -91,7 +77,7 @@ def main():
     parser.add_argument("--out", default="shared_input_step_time.json")
     args = parser.parse_args()
     trainers = {(n, single): build_trainer(n, single, args.batch) for n in args.tasks for single in (False, True)}
-    results = interleaved_seconds_per_step(trainers, args.steps, args.repeats)
+    results = timing.interleaved_seconds_per_step(trainers, args.steps, args.repeats)
     print(f"\nbatch {args.batch}, {args.steps} steps x {args.repeats} rounds, device "
           f"{'GPU' if tf.config.list_logical_devices('GPU') else 'CPU'}")
     print(f"{'tasks':>5} {'per task ms/step':>17} {'single pass ms/step':>20} {'speedup':>8}")

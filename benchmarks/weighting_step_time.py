@@ -1,6 +1,7 @@
 """Step time of every weighting method relative to EW, on multi_digits.
 
-    python -m benchmarks.weighting_step_time [--steps 200] [--repeats 3] [--out weighting.json]
+    python -m benchmarks.weighting_step_time [--steps 200] [--repeats 3] [--methods ew dwa ...]
+        [--out weighting.json]
 
 Each method trains the `multi_digits` model (shared CNN, two heads, one shared
 dataset, global batch 64) with the joint trainer, with parameter gradients
@@ -14,14 +15,12 @@ goes through the gradient path).
 import argparse
 import json
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
+from benchmarks import timing  # noqa: E402
 from experiments import multi_digits  # noqa: E402
 from multitask import base_trainer  # noqa: E402
 from multitask import multitask  # noqa: E402
@@ -51,37 +50,28 @@ def build_trainer(method: str, rep_grad: bool) -> base_trainer.MultiTaskBaseTrai
     )
 
 
-def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
-    """Median seconds per step of each trainer, timed in turn (A, B, ..., A, B, ...).
-
-    Timing every trainer once per round spreads slow phases of the machine over
-    all of them instead of over the few measured at that moment.
-    """
-    for trainer in trainers.values():
-        trainer.train(tf.constant(steps))  # traces the loop
-    times = {key: [] for key in trainers}
-    for _ in range(repeats):
-        for key, trainer in trainers.items():
-            start = time.perf_counter()
-            trainer.train(tf.constant(steps))
-            times[key].append((time.perf_counter() - start) / steps)
-    return {key: statistics.median(values) for key, values in times.items()}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="the weighting methods to time (default: all); ew is always timed, as the reference")
     parser.add_argument("--out", default="weighting_step_time.json")
     args = parser.parse_args()
+    methods = weighting.known_weightings()
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(methods))
+        if unknown:
+            parser.error(f"unknown --methods {unknown}; allowed: {', '.join(methods)}")
+        methods = ["ew"] + [m for m in args.methods if m != "ew"]
     trainers = {}
-    for method in weighting.known_weightings():
+    for method in methods:
         for rep_grad in modes(method):
             try:
                 trainers[(method, rep_grad)] = build_trainer(method, rep_grad)
             except ValueError as error:  # a combination the trainer refuses
                 print(f"skip {method} rep_grad={rep_grad}: {str(error).splitlines()[0]}")
-    results = interleaved_seconds_per_step(trainers, args.steps, args.repeats)
+    results = timing.interleaved_seconds_per_step(trainers, args.steps, args.repeats)
     reference = results[("ew", False)]
     print(f"\n{'method':<12} {'rep_grad':<9} {'ms/step':>8} {'x ew':>6}")
     for (method, rep_grad), seconds in results.items():
