@@ -72,8 +72,44 @@ class OffsetSchedule(LearningRateSchedule):
         return cls(**config)
 
 
+class _Warmup(LearningRateSchedule):
+    """A warmup into another schedule: `_warmup` below `warmup_steps`, then `after(step)`."""
+
+    def __init__(self, after_warmup_lr_sched: LearningRate, warmup_steps: int, name: Optional[str]):
+        super().__init__()
+        self.after_warmup_lr_sched = after_warmup_lr_sched
+        self.warmup_steps = warmup_steps
+        self.name = name
+
+    def _warmup(self, step, warmup_steps: float, end):
+        """The warmup rate at float32 `step`, reaching `end` = after(warmup_steps)."""
+        raise NotImplementedError
+
+    def __call__(self, step):
+        after = _evaluate(self.after_warmup_lr_sched, step)
+        if self.warmup_steps <= 0:
+            return after
+        step = ops.cast(step, "float32")
+        warmup_steps = float(self.warmup_steps)
+        end = _evaluate(self.after_warmup_lr_sched, warmup_steps)
+        return ops.where(step < warmup_steps, self._warmup(step, warmup_steps, end), after)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "after_warmup_lr_sched": _serialize(self.after_warmup_lr_sched),
+            "warmup_steps": self.warmup_steps,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["after_warmup_lr_sched"] = _deserialize(config["after_warmup_lr_sched"])
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="multitask")
-class LinearWarmup(LearningRateSchedule):
+class LinearWarmup(_Warmup):
     """Linear warmup into another schedule (Model Garden's `LinearWarmup`).
 
     For `step < warmup_steps` the rate is
@@ -97,40 +133,19 @@ class LinearWarmup(LearningRateSchedule):
           warmup_learning_rate: The rate at step 0.
           name: The name of the schedule.
         """
-        super().__init__()
-        self.after_warmup_lr_sched = after_warmup_lr_sched
-        self.warmup_steps = warmup_steps
+        super().__init__(after_warmup_lr_sched, warmup_steps, name)
         self.warmup_learning_rate = warmup_learning_rate
-        self.name = name
 
-    def __call__(self, step):
-        after = _evaluate(self.after_warmup_lr_sched, step)
-        if self.warmup_steps <= 0:
-            return after
-        step = ops.cast(step, "float32")
-        warmup_steps = float(self.warmup_steps)
-        final = _evaluate(self.after_warmup_lr_sched, warmup_steps)
+    def _warmup(self, step, warmup_steps, end):
         start = float(self.warmup_learning_rate)
-        warmup = start + step / warmup_steps * (final - start)
-        return ops.where(step < warmup_steps, warmup, after)
+        return start + step / warmup_steps * (end - start)
 
     def get_config(self) -> Dict[str, Any]:
-        return {
-            "after_warmup_lr_sched": _serialize(self.after_warmup_lr_sched),
-            "warmup_steps": self.warmup_steps,
-            "warmup_learning_rate": self.warmup_learning_rate,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["after_warmup_lr_sched"] = _deserialize(config["after_warmup_lr_sched"])
-        return cls(**config)
+        return dict(super().get_config(), warmup_learning_rate=self.warmup_learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="multitask")
-class PolynomialWarmUp(LearningRateSchedule):
+class PolynomialWarmUp(_Warmup):
     """Polynomial warmup into another schedule (Model Garden's `PolynomialWarmUp`).
 
     For `step < warmup_steps` the rate is
@@ -153,37 +168,16 @@ class PolynomialWarmUp(LearningRateSchedule):
           power: The power of the warmup polynomial.
           name: The name of the schedule.
         """
-        super().__init__()
-        self.after_warmup_lr_sched = after_warmup_lr_sched
-        self.warmup_steps = warmup_steps
+        super().__init__(after_warmup_lr_sched, warmup_steps, name)
         self.power = power
-        self.name = name
 
-    def __call__(self, step):
-        after = _evaluate(self.after_warmup_lr_sched, step)
-        if self.warmup_steps <= 0:
-            return after
-        step = ops.cast(step, "float32")
-        warmup_steps = float(self.warmup_steps)
-        peak = _evaluate(self.after_warmup_lr_sched, warmup_steps)
+    def _warmup(self, step, warmup_steps, end):
         # Step 0 counts as step 1, so that a negative power stays finite.
         fraction = ops.maximum(step, 1.0) / warmup_steps
-        warmup = peak * ops.power(fraction, float(self.power))
-        return ops.where(step < warmup_steps, warmup, after)
+        return end * ops.power(fraction, float(self.power))
 
     def get_config(self) -> Dict[str, Any]:
-        return {
-            "after_warmup_lr_sched": _serialize(self.after_warmup_lr_sched),
-            "warmup_steps": self.warmup_steps,
-            "power": self.power,
-            "name": self.name,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["after_warmup_lr_sched"] = _deserialize(config["after_warmup_lr_sched"])
-        return cls(**config)
+        return dict(super().get_config(), power=self.power)
 
 
 @keras.saving.register_keras_serializable(package="multitask")
