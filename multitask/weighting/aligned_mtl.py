@@ -1,6 +1,4 @@
 """Aligned-MTL: task gradients aligned to condition number 1 (LibMTL's `Aligned_MTL`)."""
-from typing import Optional
-
 import tensorflow as tf
 
 from multitask.weighting import base
@@ -63,16 +61,6 @@ class AlignedMTL(base.Weighting):
     and slices the kept ones; masks keep the shapes static here). With all
     gradients zero the weights are zero instead of an indexing error.
     """
-
-    def __init__(self, num_tasks: int, recompute_every: int = 1, name: Optional[str] = None):
-        """Initializes the method.
-
-        Args:
-          num_tasks: T.
-          recompute_every: Recompute the weights every this many calls.
-          name: The module name.
-        """
-        super().__init__(num_tasks, recompute_every=recompute_every, name=name)
 
     def _aggregate(self, losses, grads):
         del losses

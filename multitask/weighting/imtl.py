@@ -1,6 +1,4 @@
 """IMTL: impartial multi-task learning, gradient balancing in closed form (LibMTL's `IMTL`)."""
-from typing import Optional
-
 import tensorflow as tf
 
 from multitask.weighting import base
@@ -63,16 +61,6 @@ class IMTL(base.Weighting):
     direction). The inverse of `D U^T` is a pseudo-inverse here (LibMTL calls
     `torch.inverse`, which fails when two gradients are parallel).
     """
-
-    def __init__(self, num_tasks: int, recompute_every: int = 1, name: Optional[str] = None):
-        """Initializes the method.
-
-        Args:
-          num_tasks: T.
-          recompute_every: Recompute the weights every this many calls.
-          name: The module name.
-        """
-        super().__init__(num_tasks, recompute_every=recompute_every, name=name)
 
     def _aggregate(self, losses, grads):
         del losses
