@@ -9,6 +9,7 @@ import tensorflow as tf
 from official.core import config_definitions
 from official.modeling import optimization as mg_optimization
 
+from multitask.core import fused_adam
 from multitask.core import lr_schedule
 from multitask.core import optimization
 
@@ -321,7 +322,7 @@ def test_adam_maps_hyperparameters(kind):
     opt = build_optimizer(
         {"type": kind, kind: {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-6, "amsgrad": True, "clipvalue": 0.5}}
     )
-    assert type(opt) is keras.optimizers.Adam
+    assert type(opt) is fused_adam.FusedAdam
     assert (opt.beta_1, opt.beta_2, opt.epsilon) == pytest.approx((0.8, 0.99, 1e-6))
     assert opt.amsgrad is True
     assert opt.clipvalue == pytest.approx(0.5)
@@ -340,7 +341,7 @@ def test_adamw_maps_model_garden_adam_weight_decay():
             "adamw": {"weight_decay_rate": 0.01, "beta_1": 0.85, "exclude_from_weight_decay": ["bias"]},
         }
     )
-    assert type(opt) is keras.optimizers.AdamW
+    assert type(opt) is fused_adam.FusedAdamW
     assert opt.weight_decay == pytest.approx(0.01)
     assert opt.beta_1 == pytest.approx(0.85)
     # gradient_clip_norm defaults to 1.0 in Model Garden's config.
@@ -390,7 +391,7 @@ def test_adamw_include_with_exclude_is_refused():
 
 def test_adamw_experimental_maps_hyperparameters():
     opt = build_optimizer({"type": "adamw_experimental", "adamw_experimental": {"weight_decay": 0.05}})
-    assert type(opt) is keras.optimizers.AdamW
+    assert type(opt) is fused_adam.FusedAdamW
     assert opt.weight_decay == pytest.approx(0.05)
     assert opt.global_clipnorm == pytest.approx(1.0)
 
@@ -451,7 +452,7 @@ def test_float16_runtime_wraps_in_loss_scale_optimizer():
     config = make_config(optimizer={"type": "adam", "adam": {"beta_1": 0.7}})
     opt = optimization.create_optimizer(config, runtime(mixed_precision_dtype="float16"))
     assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
-    assert type(opt.inner_optimizer) is keras.optimizers.Adam
+    assert type(opt.inner_optimizer) is fused_adam.FusedAdam
     assert opt.inner_optimizer.beta_1 == pytest.approx(0.7)
     assert opt.initial_scale == pytest.approx(2.0**15)
 

@@ -12,11 +12,12 @@ Supported `optimizer.type` values, and the Keras 3 class each builds:
 
 - `sgd`, `sgd_experimental`: `keras.optimizers.SGD` (momentum, nesterov).
   Model Garden's legacy `sgd.decay` has no Keras 3 counterpart; it must be 0.
-- `adam`, `adam_experimental`: `keras.optimizers.Adam`.
-- `adamw` (Model Garden's BERT-style `AdamWeightDecay`): `keras.optimizers.AdamW`,
+- `adam`, `adam_experimental`: `fused_adam.FusedAdam` (`keras.optimizers.Adam`
+  stepping with TensorFlow's fused Adam kernel, as tf_keras did).
+- `adamw` (Model Garden's BERT-style `AdamWeightDecay`): `fused_adam.FusedAdamW`,
   with `weight_decay_rate` as `weight_decay` and `gradient_clip_norm` as
   `global_clipnorm` (see `OptimizerFactory.build_optimizer` for the details).
-- `adamw_experimental`: `keras.optimizers.AdamW`.
+- `adamw_experimental`: `fused_adam.FusedAdamW`.
 - `rmsprop`: `keras.optimizers.RMSprop`.
 - `adagrad`: `keras.optimizers.Adagrad`.
 - `lamb`: `keras.optimizers.Lamb`, without weight decay or exclusion lists.
@@ -39,6 +40,7 @@ import keras
 
 from official.core import config_definitions
 
+from multitask.core import fused_adam
 from multitask.core import lr_schedule
 
 OptimizationConfig = config_definitions.OptimizationConfig
@@ -202,7 +204,7 @@ def _sgd(cfg, lr, field):
 
 
 def _adam(cfg, lr, field):
-    return keras.optimizers.Adam(
+    return fused_adam.FusedAdam(
         learning_rate=lr,
         beta_1=float(cfg.beta_1),
         beta_2=float(cfg.beta_2),
@@ -230,7 +232,7 @@ def _adamw(cfg, lr, field):
             f"{_PREFIX}.{field}.gradient_clip_norm to 0 to use those."
         )
     clip = _clip_kwargs(cfg, field, global_clipnorm=min(norms) if norms else None)
-    optimizer = keras.optimizers.AdamW(
+    optimizer = fused_adam.FusedAdamW(
         learning_rate=lr,
         weight_decay=float(cfg.weight_decay_rate),
         beta_1=float(cfg.beta_1),
@@ -246,7 +248,7 @@ def _adamw(cfg, lr, field):
 
 
 def _adamw_experimental(cfg, lr, field):
-    return keras.optimizers.AdamW(
+    return fused_adam.FusedAdamW(
         learning_rate=lr,
         weight_decay=float(cfg.weight_decay),
         beta_1=float(cfg.beta_1),
