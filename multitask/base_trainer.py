@@ -8,7 +8,9 @@ trainer is created.
 
 Parts of the model may be frozen or unfrozen between `train()` calls
 (`MultiTaskBaseModel.freeze`): the optimizer is built on the frozen variables
-too, and the loop is retraced once when the set of trainable variables changed.
+too. The traced loop is specific to the trainable variables and to the task
+control's `LoopPlan` at the loop's start; the trainer keeps one per
+combination it has seen, so a change traces once and going back traces nothing.
 """
 import functools
 from typing import Any, Dict, Mapping, Optional, Union
@@ -63,7 +65,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     the global step), and its task-specific variables and their optimizer
     slots are restored after the optimizer's update (`UpdateGuard`), so the
     step leaves them untouched. A step with no active task updates nothing
-    but the global step.
+    but the global step. Only the tasks the loop's `task_control.LoopPlan`
+    names pay for this; a loop where every task is on and every multiplier
+    is 1 runs the plain joint step.
     """
 
     # Whether the trainer logs each task's loss weight (the joint step uses it)
@@ -112,7 +116,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             `learning_rate_multiplier` scales its own (its head): per-group
             learning rates. None (the default) costs nothing; a number keeps
             it in a variable (`shared_learning_rate_multiplier`, checkpointed,
-            assignable between steps) at the price of a copy of the trunk per step.
+            assignable between steps) at the price of a copy of the trunk per
+            step while it is not 1.
           successive_regularization: λ of HMTL's pull of the shared variables
             towards their values at the start of the phase (see
             `successive_regularization`); 0 is off.
@@ -158,6 +163,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             + (list(weighting.trainable_variables) if weighting is not None else [])
         )
         self._trainable_signature = None
+        # The traced train loops, one per (trainable variables, LoopPlan, guarded groups).
+        self._loop_key = None
+        self._train_loop_fns = {}
+        self._plan = self._guarded = None  # Set when a loop starts.
         self._nonfinite = nonfinite.NonFiniteGuard(on_nonfinite, list(multi_task.tasks))
         tpu = isinstance(self._strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
         if jit_compile and self._strategy.num_replicas_in_sync > 1 and not tpu:
@@ -392,8 +401,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     def train_loop_begin(self):
         """Resets the per-loop metrics; distributes the train data on the first loop.
 
-        A change of the trainable variables since the last loop (a part frozen
-        or unfrozen) drops the traced loop, which the next step retraces.
+        Picks the traced loop for the trainable variables and the task
+        control's `LoopPlan` of now (`create_train_loop_fn` traces a new one
+        for a combination not seen before).
 
         The checkpoint is restored after the trainer is built, so the data is
         distributed at the first loop, skipping the batches that the (restored)
@@ -408,6 +418,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         if self.train_dataset is None:
             self.train_dataset = self._distributed_datasets()
         self._follow_trainable_set()
+        self._select_train_loop()
         for metric in self._training_losses.values():
             metric.reset_state()
         for metrics in self._training_metrics.values():
@@ -418,12 +429,11 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                 metric.reset_state()
 
     def _follow_trainable_set(self):
-        """Drops the cached train loop when the trainable variables changed.
+        """Notes the trainable variables, which the traced loop updates.
 
-        The traced loop updates the variables that were trainable when it was
-        traced; after a `freeze` / `unfreeze` (or any change of a layer's
-        `trainable`) it is rebuilt, so the next `train()` retraces once. The
-        optimizer keeps its state (it was built on the frozen variables too).
+        After a `freeze` / `unfreeze` (or any change of a layer's `trainable`)
+        the next loop is one traced for the new set. The optimizer keeps its
+        state (it was built on the frozen variables too).
 
         Raises:
           ValueError: A gradient-level weighting would have no shared
@@ -434,8 +444,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         if signature == self._trainable_signature:
             return
         if self._trainable_signature is not None:
-            logging.info("The trainable variables changed (%d now): retracing the train loop.", len(variables))
-            self._train_loop_fn = None  # orbit's cached loop function.
+            logging.info("The trainable variables changed (%d now).", len(variables))
         self._trainable_signature = signature
         weighting = self._weighting
         if weighting is not None and not weighting.loss_level and not self._rep_grad:
@@ -446,6 +455,28 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     "balances the gradients of the shared parameters, and all of them are frozen: "
                     "unfreeze them, or use rep_grad or a loss-level weighting."
                 )
+
+    def _guarded_groups(self, plan: task_control.LoopPlan) -> frozenset:
+        """The `UpdateGuard` groups a loop with `plan` snapshots and scales."""
+        groups = plan.gated | plan.scaled
+        if self._shared_multiplier is not None and float(self._shared_multiplier.numpy()) != 1.0:
+            groups |= {_SHARED_GROUP}
+        return groups
+
+    def _select_train_loop(self):
+        """Points orbit at the traced loop for the trainable variables and the loop plan of now."""
+        self._plan = self._multi_task.control.loop_plan()
+        self._guarded = self._guarded_groups(self._plan)
+        key = (self._trainable_signature, self._plan, self._guarded)
+        if key != self._loop_key:
+            self._loop_key = key
+            self._train_loop_fn = self._train_loop_fns.get(key)  # None: orbit creates it.
+
+    def create_train_loop_fn(self):
+        """orbit's loop function, traced for `self._plan`; kept for reuse under the same key."""
+        loop_fn = super().create_train_loop_fn()
+        self._train_loop_fns[self._loop_key] = loop_fn
+        return loop_fn
 
     def _check_weighting_control(self):
         """A weighting balances every task at weight 1: refuse what it would ignore."""
@@ -466,7 +497,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         control = self._multi_task.control
         # Read once: the step's schedules and windows, before the step counts.
         step = self._global_step.read_value()
-        active = {name: control.is_active(name, step) for name in names}
+        active = control.activity(step, self._plan.gated)
+        guarded = self._guarded
 
         def step_fn(inputs):
             shared_features = base_task.split_inputs(inputs)[0] if self._shared_input else None
@@ -479,6 +511,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                     task_metrics=self._training_metrics,
                     shared_features=shared_features,
                     global_step=step,
+                    active=active,
                 )
             else:
                 logs = joint_step.balanced_train_step(
@@ -492,17 +525,22 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             self._nonfinite.update_mean(self._training_losses["total_loss"], logs["total_loss"])
             return self._nonfinite.step_flags([logs[name] for name in names])
 
-        any_active = tf.reduce_any(tf.stack(list(active.values())))
-        before = self._update_guard.snapshot()
+        # None: some task is active at every step of this loop.
+        any_active = None if len(self._plan.gated) < len(names) else tf.reduce_any(tf.stack(list(active.values())))
+        before = self._update_guard.snapshot(guarded)
         # No tf.cond around strategy.run: replica functions that synchronise
         # (merge_call) cannot run in a cond branch. The update is gated instead.
         with self._nonfinite.guarding(self._optimizer, update_if=any_active):
             flags = self._strategy.run(self.compiled(step_fn), args=(self.next_inputs(iterator_map, names),))
         self._nonfinite.record(flags, step + 1)
         if self._successive is not None:
-            tf.cond(any_active, lambda: self._successive.apply(self._optimizer.learning_rate), lambda: None)
-        factors = {name: tf.where(active[name], control.learning_rate_multiplier(name), 0.0) for name in names}
-        if self._shared_multiplier is not None:
+            if any_active is None:
+                self._successive.apply(self._optimizer.learning_rate)
+            else:
+                tf.cond(any_active, lambda: self._successive.apply(self._optimizer.learning_rate), lambda: None)
+        factors = {name: tf.where(active[name], control.learning_rate_multiplier(name), 0.0)
+                   for name in names if name in guarded}
+        if _SHARED_GROUP in guarded:
             factors[_SHARED_GROUP] = self._shared_multiplier.read_value()
         self._update_guard.apply(before, factors)
         self._global_step.assign_add(1)

@@ -128,6 +128,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             for name in multi_task.tasks
         }
 
+    def _guarded_groups(self, plan: task_control.LoopPlan) -> frozenset:
+        """Only scaled tasks: an inactive task is never sampled, so never updated."""
+        return plan.scaled
+
     @property
     def _logs_sampling_weights(self) -> bool:
         return self._task_sampler.uses_weights
@@ -166,21 +170,13 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             return self._nonfinite.step_flags([loss if n == name else 0.0 for n in self._multi_task.tasks])
 
         guard = self._task_guards[name]
-        multiplier = self._multi_task.control.learning_rate_multiplier(name)
-        inputs = self.next_inputs(iterator_map, [name])
-
-        def run():
-            with self._nonfinite.guarding(self.task_optimizer(name)):
-                flags = self._strategy.run(self.compiled(step_fn), args=(inputs,))
-            self._nonfinite.record(flags, self._global_step + 1)
-
-        def scaled_run():
-            before = guard.snapshot()
-            run()
-            guard.apply(before, {name: multiplier})
-
-        # The snapshot copies the sub-model's variables: only take it when needed.
-        tf.cond(tf.equal(multiplier, 1.0), run, scaled_run)
+        # The snapshot copies the sub-model's variables: only a scaled task takes it.
+        before = guard.snapshot([name] if name in self._plan.scaled else [])
+        with self._nonfinite.guarding(self.task_optimizer(name)):
+            flags = self._strategy.run(self.compiled(step_fn), args=(self.next_inputs(iterator_map, [name]),))
+        self._nonfinite.record(flags, self._global_step + 1)
+        if before:
+            guard.apply(before, {name: self._multi_task.control.learning_rate_multiplier(name)})
         if self._successive is not None:
             self._successive.apply(self.task_optimizer(name).learning_rate)
         self._task_step_counters[name].assign_add(1)
@@ -191,7 +187,8 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         control = self._multi_task.control
         kwargs = {"weights": control.sampling_weight_vector()} if self._task_sampler.uses_weights else {}
         index, any_active = self._task_sampler.task_index(
-            self._global_step, self._sampling_seed, control.active_mask(self._global_step), **kwargs
+            self._global_step, self._sampling_seed, control.active_mask(self._global_step, self._plan.gated),
+            **kwargs
         )
         # Index len(names) (no active task) trains nothing.
         index = tf.where(any_active, index, len(names))

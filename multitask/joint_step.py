@@ -65,8 +65,13 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
 
 
 def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_features=None,
-                      global_step=None, **metric_kwargs) -> Dict[str, tf.Tensor]:
+                      global_step=None, active=None, **metric_kwargs) -> Dict[str, tf.Tensor]:
     """`task_losses` for the active tasks only; also updates their metrics.
+
+    `active` (`TaskControl.activity`) says which tasks are known to be active
+    (a Python `True`: their forward pass and metrics run unconditionally) and
+    gives the others' activity as boolean tensors; by default every task's
+    `multi_task.control.is_active(task, global_step)` is read in the graph.
 
     Where the strategy can synchronise replicas inside control flow (no
     strategy, or one that needs no `merge_call`: MultiWorkerMirrored, TPU),
@@ -90,7 +95,7 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
                     or tf.__internal__.distribute.strategy_supports_no_merge_call())
     for name, inputs in task_inputs.items():
         task = multi_task.tasks[name]
-        active = multi_task.control.is_active(name, global_step)
+        flag = multi_task.control.is_active(name, global_step) if active is None else active[name]
         features, labels = base_task.split_inputs(inputs)
 
         def forward(task=task, name=name, features=features, labels=labels):
@@ -108,17 +113,20 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
         def update_metrics(task=task, name=name, labels=labels, outputs=None):
             task.process_metrics(task_metrics[name], labels, outputs, **metric_kwargs)
 
-        if skip_forward:
+        if flag is True:
+            losses[name], outputs = forward()
+            update_metrics(outputs=outputs)
+        elif skip_forward:
             def forward_and_metrics(forward=forward, update_metrics=update_metrics):
                 loss, outputs = forward()
                 update_metrics(outputs=outputs)
                 return loss
 
-            losses[name] = tf.cond(active, forward_and_metrics, lambda: tf.constant(0.0))
+            losses[name] = tf.cond(flag, forward_and_metrics, lambda: tf.constant(0.0))
         else:
             loss, outputs = forward()
-            losses[name] = loss * tf.cast(active, tf.float32)
-            tf.cond(active, functools.partial(update_metrics, outputs=outputs), lambda: None)
+            losses[name] = loss * tf.cast(flag, tf.float32)
+            tf.cond(flag, functools.partial(update_metrics, outputs=outputs), lambda: None)
     return losses
 
 

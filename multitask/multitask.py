@@ -206,7 +206,7 @@ class MultiTask(tf.Module):
         return base_task.Task.create_optimizer(optimizer_config, runtime_config)
 
     def joint_train_step(self, task_inputs, multi_task_model, optimizer, task_metrics,
-                         shared_features=None, global_step=None, **kwargs):
+                         shared_features=None, global_step=None, active=None, **kwargs):
         """One gradient step on the weighted sum of every active task's loss.
 
         Each task's loss is `Task.total_loss` on the task's own batch (its data
@@ -224,6 +224,9 @@ class MultiTask(tf.Module):
           shared_features: The features every task reads, when they share them;
             an `EncoderHeadsModel` then runs its encoder once for all tasks.
           global_step: The step at which the loss-weight schedules are read.
+          active: Optional `TaskControl.activity(global_step, gated)`: the
+            tasks known to be active skip the `tf.cond` (by default every
+            task's flag is read in the graph).
           **kwargs: Passed to each task's `process_metrics`.
 
         Returns:
@@ -233,7 +236,7 @@ class MultiTask(tf.Module):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             losses = joint_step.gated_task_losses(
-                self, task_inputs, multi_task_model, task_metrics, shared_features, global_step, **kwargs
+                self, task_inputs, multi_task_model, task_metrics, shared_features, global_step, active, **kwargs
             )
             total_loss = tf.add_n([self._control.loss_weight(name, global_step) * loss
                                    for name, loss in losses.items()])

@@ -27,8 +27,20 @@ afterwards scales each group's update by its multiplier, restoring the group
 and its slots entirely when the multiplier is 0 (a disabled task). Restoring
 is needed because stateful optimizers (Adam's moments, momentum, weight decay)
 move a variable even when its gradient is zero.
+
+That bookkeeping costs a copy of the guarded variables and a `tf.cond` per
+task every step, which the common case (every task on, every multiplier 1)
+does not need. The knobs only change between training loops (they are
+assigned eagerly), so a trainer reads `TaskControl.loop_plan()` when a loop
+starts: the tasks whose activity the loop must read in the graph (`gated`:
+disabled now, or with a step window) and those whose updates it must scale
+(`scaled`: multiplier not 1 now). The traced loop handles exactly those; the
+others run as plain, always-on tasks. Trainers keep one traced loop per plan,
+so toggling a task back and forth traces each distinct plan once, and a
+multiplier that moves between values other than 1 (or a loss or sampling
+weight that changes) retraces nothing.
 """
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import AbstractSet, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -88,6 +100,22 @@ def validate_schedule(schedule, field: str) -> None:
         )
     if any(v < 0 for v in values):
         raise ValueError(f"{field}.values {values} must be >= 0.")
+
+
+class LoopPlan(NamedTuple):
+    """What a traced training loop must handle, fixed when the loop starts.
+
+    Attributes:
+      gated: The tasks that may be inactive during the loop (disabled now, or
+        with a step window): the loop reads their activity in the graph. The
+        other tasks are active throughout the loop.
+      scaled: The tasks whose learning-rate multiplier is not 1 now: the loop
+        scales their updates (reading the multiplier variables, so a new
+        value other than 1 needs no new plan).
+    """
+
+    gated: frozenset
+    scaled: frozenset
 
 
 def _check_knob(value, label: str) -> float:
@@ -202,13 +230,30 @@ class TaskControl(tf.Module):
         inside = step >= start if stop is None else tf.logical_and(step >= start, step < stop)
         return tf.logical_and(flag, inside)
 
+    def loop_plan(self) -> LoopPlan:
+        """The plan of a loop starting now (reads the flags and multipliers eagerly)."""
+        gated = [name for name, flag in zip(self._names, self.active)
+                 if name in self._windows or not bool(flag.numpy())]
+        scaled = [name for name, multiplier in zip(self._names, self.learning_rate_multipliers)
+                  if float(multiplier.numpy()) != 1.0]
+        return LoopPlan(frozenset(gated), frozenset(scaled))
+
+    def activity(self, step, gated: AbstractSet[str]) -> Dict[str, Union[bool, tf.Tensor]]:
+        """`{task: activity at step}`: `is_active` for the `gated` tasks, `True` (a Python bool) for the others."""
+        return {name: self.is_active(name, step) if name in gated else True for name in self._names}
+
     def active_tasks(self) -> List[str]:
         """The names of the enabled tasks (read eagerly)."""
         return [name for name, flag in zip(self._names, self.active) if bool(flag.numpy())]
 
-    def active_mask(self, step=None) -> tf.Tensor:
-        """`[T]` booleans in task order: `is_active` of every task at `step`."""
-        return tf.stack([self.is_active(name, step) for name in self._names])
+    def active_mask(self, step=None, gated: Optional[AbstractSet[str]] = None) -> tf.Tensor:
+        """`[T]` booleans in task order: `is_active` of every task at `step`.
+
+        With `gated` (a `LoopPlan`'s), only those tasks' flags are read; the
+        others are taken as active.
+        """
+        activity = self.activity(step, self._names if gated is None else gated)
+        return tf.stack([tf.constant(True) if flag is True else flag for flag in activity.values()])
 
     @property
     def sampling_weights(self) -> Dict[str, float]:
@@ -344,23 +389,22 @@ class UpdateGuard:
             name: optimizer_slots(optimizer, variables, all_variables) for name, variables in self._groups.items()
         }
 
-    def snapshot(self) -> Dict[str, List[tf.Tensor]]:
+    def snapshot(self, groups: Iterable[str]) -> Dict[str, List[tf.Tensor]]:
+        """Copies the variables and slots of `groups` (those without variables are left out)."""
         return {
             name: [tf.identity(v) for v in self._groups[name] + self._slots[name]]
-            for name in self._groups
+            for name in groups if name in self._groups
         }
 
     def apply(self, before, factors: Mapping[str, tf.Tensor]) -> None:
-        """Makes each group's update `factor` times the optimizer's.
+        """Makes the update of each group in `before` `factor` times the optimizer's.
 
         A factor of 0 restores the group's variables and slots to `before`;
         a factor of 1 leaves the step as the optimizer made it.
         """
-        for name, variables in self._groups.items():
-            if name not in factors:
-                continue
+        for name, saved in before.items():
             factor = tf.cast(factors[name], tf.float32)
-            saved = before[name]
+            variables = self._groups[name]
             slots = self._slots[name]
 
             def scale(variables=variables, saved=saved, slots=slots, factor=factor):

@@ -1,4 +1,6 @@
 """Tests for runtime task control and the per-task knobs (multitask.task_control)."""
+import collections
+
 import keras
 import numpy as np
 import pytest
@@ -102,19 +104,68 @@ def test_no_active_task_changes_nothing_but_the_global_step():
     assert int(trainer.global_step.numpy()) == 3
 
 
+def _traces(trainer):
+    return sum(fn.experimental_get_tracing_count()
+               for fn in trainer._train_loop_fns.values())  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("make", [_joint, _interleaving])
-def test_toggling_in_a_loop_does_not_retrace(make):
+def test_toggling_traces_each_loop_plan_once(make):
     trainer, _ = make()
+    control = trainer.multi_task.control
+    plans = set()
+
+    def cycle():
+        for i in range(6):
+            if i % 2:
+                trainer.multi_task.enable_task("bar")
+            else:
+                trainer.multi_task.disable_task("bar")
+            control.set_loss_weight("foo", 1.0 + i)
+            control.set_learning_rate_multiplier("foo", 0.5 + 0.25 * i)
+            plans.add(control.loop_plan())
+            trainer.train(tf.constant(2))
+
     trainer.train(tf.constant(2))
-    for i in range(6):
-        if i % 2:
-            trainer.multi_task.enable_task("bar")
-        else:
-            trainer.multi_task.disable_task("bar")
-        trainer.multi_task.control.set_loss_weight("foo", 1.0 + i)
-        trainer.multi_task.control.set_learning_rate_multiplier("foo", 0.5 * i)
-        trainer.train(tf.constant(2))
-    assert trainer._train_loop_fn.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+    assert _traces(trainer) == 1
+    cycle()
+    # Plain, bar gated + foo scaled, foo scaled, bar gated (foo at 1.0).
+    assert len(plans | {task_control.LoopPlan(frozenset(), frozenset())}) == 4
+    assert _traces(trainer) == 4
+    cycle()
+    assert _traces(trainer) == 4
+
+
+def test_loop_plan_names_what_the_loop_must_handle():
+    trainer, _ = _joint(disabled_tasks=["bar"])
+    control = trainer.multi_task.control
+    assert control.loop_plan() == task_control.LoopPlan(frozenset({"bar"}), frozenset())
+    trainer.multi_task.enable_task("bar")
+    control.set_learning_rate_multiplier("foo", 0.0)
+    assert control.loop_plan() == task_control.LoopPlan(frozenset(), frozenset({"foo"}))
+    activity = control.activity(tf.constant(0, tf.int64), frozenset({"foo"}))
+    assert activity["bar"] is True and bool(activity["foo"].numpy())
+
+
+def test_plain_loop_has_no_task_conds_or_copies():
+    trainer, _ = _joint()
+    trainer.train(tf.constant(1))
+    plain = _loop_ops(trainer)
+    trainer.multi_task.disable_task("bar")
+    trainer.train(tf.constant(1))
+    gated = _loop_ops(trainer)
+    # The gated loop has bar's forward pass in a cond, and copies bar's head and slots.
+    assert plain["If"] + plain["StatelessIf"] < gated["If"] + gated["StatelessIf"]
+    assert plain["Identity"] < gated["Identity"]
+
+
+def _loop_ops(trainer):
+    """Op counts of the current traced loop's graph and all its functions."""
+    loop = trainer._train_loop_fn  # pylint: disable=protected-access
+    graph_def = loop.get_concrete_function(
+        trainer._train_iter, tf.constant(1)).graph.as_graph_def()  # pylint: disable=protected-access
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return collections.Counter(node.op for node in nodes)
 
 
 def test_interleaving_never_samples_a_disabled_task(two_cpu_strategy):
