@@ -30,7 +30,7 @@ QUICK_METHODS = ("ew", "uw", "pcgrad", "mgda")
 # name -> (module, arguments of the full run, arguments of --quick).
 BENCHMARKS = {
     "trainer_overhead_small": (
-        "trainer_overhead", ["--sizes", "small", "--jit"], ["--sizes", "small", "--steps", "10", "--repeats", "3"]),
+        "trainer_overhead", ["--sizes", "small", "--jit"], ["--sizes", "small", "--steps", "20", "--repeats", "3"]),
     "trainer_overhead_large": (
         "trainer_overhead", ["--sizes", "large", "--jit"], ["--sizes", "large", "--steps", "5", "--repeats", "3"]),
     "shared_input_step_time": (

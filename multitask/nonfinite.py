@@ -39,9 +39,14 @@ def check_policy(policy: str) -> None:
 
 
 def _all_finite(tensors) -> tf.Tensor:
-    flags = [tf.reduce_all(tf.math.is_finite(t.values if isinstance(t, tf.IndexedSlices) else t))
-             for t in tensors if t is not None]
-    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+    """True when every entry of `tensors` is finite: one sum per tensor, one check.
+
+    A NaN or Inf entry makes its sum NaN or Inf. Finite entries whose sum
+    overflows float32 (magnitudes near 1e38) also count as not finite.
+    """
+    sums = [tf.reduce_sum(tf.cast(t.values if isinstance(t, tf.IndexedSlices) else t, tf.float32))
+            for t in tensors if t is not None]
+    return tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
 
 
 def replica_bad_count(finite: tf.Tensor) -> tf.Tensor:

@@ -158,3 +158,16 @@ def test_on_nonfinite_is_validated():
         _params("ignore").validate()
     with pytest.raises(ValueError, match="trainer.on_nonfinite is 'ignore'"):
         _joint(tf.distribute.get_strategy(), None, "ignore")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_finiteness_check_sees_one_bad_entry_in_any_tensor(bad):
+    dense = tf.ones([3, 4])
+    half = tf.ones([5], tf.float16)
+    spoiled = tf.tensor_scatter_nd_update(tf.ones([3, 4]), [[2, 1]], [bad])
+    slices = tf.IndexedSlices(tf.constant([[1.0, bad]]), tf.constant([0]), tf.constant([4, 2]))
+    assert bool(nonfinite._all_finite([dense, None, half]))
+    assert bool(nonfinite._all_finite([]))
+    assert not bool(nonfinite._all_finite([dense, spoiled, half]))
+    assert not bool(nonfinite._all_finite([dense, slices]))
+    assert not bool(nonfinite._all_finite([tf.cast(spoiled, tf.float16)]))
