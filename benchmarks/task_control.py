@@ -5,8 +5,10 @@
 Trains the `multi_digits` model (shared CNN, heads `left` and `right`, one
 shared dataset, global batch 64, Adam) and reports, per trainer, the median
 seconds per step over `--repeats` rounds with both tasks active and with
-`right` disabled, and the number of times the training loop was traced after
-toggling `right` off and on before every round (1 means no retracing).
+`right` disabled, and the number of times training loops were traced while
+`right` was toggled off and on before every round: one loop per
+`task_control.LoopPlan` (all tasks on; `right` gated), so 2 however many
+toggles.
 """
 import argparse
 import os
@@ -57,7 +59,8 @@ def main():
                 start = time.perf_counter()
                 trainer.train(tf.constant(args.steps))
                 times[label].append((time.perf_counter() - start) / args.steps)
-        traces = trainer._train_loop_fn.experimental_get_tracing_count()  # pylint: disable=protected-access
+        loops = trainer._train_loop_fns.values()  # pylint: disable=protected-access
+        traces = sum(loop.experimental_get_tracing_count() for loop in loops)
         for label, values in times.items():
             print(f"{kind:12s} {label:15s} {1000 * statistics.median(values):7.2f} ms/step")
         print(f"{kind:12s} traced {traces} time(s) over {2 * args.repeats} toggles")

@@ -30,7 +30,7 @@ from multitask.weighting import base as weighting_base  # noqa: E402
 
 def modes(method: str):
     """The rep_grad settings `method` declares it can run with."""
-    kinds = weighting.registry._REGISTRY[method].gradient_kinds  # pylint: disable=protected-access
+    kinds = weighting.weighting_class(method).gradient_kinds
     return [rep_grad for rep_grad, kind in ((False, weighting_base.PARAMETER), (True, weighting_base.REPRESENTATION))
             if kind in kinds]
 

@@ -8,8 +8,9 @@ gradients). Sampling happens outside the replica function, so every
 replica and worker trains the same task.
 
 Task control: the sampler's distribution is restricted to the active tasks
-(`MultiTask.control` flags, read in the graph), so a disabled task is never
-sampled and toggling needs no retracing; a step with no active task trains
+(`MultiTask.control` flags of the loop plan's gated tasks, read in the
+graph), so a disabled task is never sampled (toggling traces each distinct
+`task_control.LoopPlan` once); a step with no active task trains
 nothing. A sampler that uses the weights (`TaskSampler.uses_weights`) samples
 with the current `TaskControl` sampling-weight variables, read in the graph,
 so `set_sampling_weight` takes effect at the next step without retracing (and

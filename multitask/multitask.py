@@ -37,7 +37,7 @@ class MultiTask(tf.Module):
     `sampling_weights` set either meaning alone, and the learning-rate
     multipliers scale a task's updates. These knobs, and whether each task is
     active, live in `control` (a `task_control.TaskControl` of variables), so
-    they change between steps without retracing the training loop and are
+    they change between training loops without rebuilding anything and are
     saved in the trainer's checkpoint.
     """
 
@@ -176,7 +176,7 @@ class MultiTask(tf.Module):
         return self._control.sampling_weights
 
     def enable_task(self, name: str) -> None:
-        """Lets task `name` train again from the next step (no retracing).
+        """Lets task `name` train again from the next step.
 
         Raises:
           KeyError: No such task.

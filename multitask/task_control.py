@@ -1,11 +1,11 @@
 """Runtime task control: per-task knobs held in variables, and guarded updates.
 
 `TaskControl` holds, for every task of a `MultiTask`, the knobs a run can
-change without rebuilding or retracing anything:
+change between training loops without rebuilding anything:
 
 - `active`: a boolean `tf.Variable`. The trained graph reads it (through
-  `tf.cond` / `tf.switch_case`), so `enable` / `disable` take effect at the
-  next step of the already traced training loop. An optional step window
+  `tf.cond` / `tf.switch_case`) for the tasks the loop's plan gates (see
+  below), so `enable` / `disable` take effect at the next step. An optional step window
   `[start_step, stop_step)` (from config) further restricts when the task
   trains, checked against the global step inside the graph, so a task can
   join or leave at an exact step.

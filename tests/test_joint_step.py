@@ -47,7 +47,7 @@ def _run(strategy, method=None, rep_grad=False, steps=3, init=None, shared=True,
 
 def _needs_rep_grad(method):
     """Whether `method` only takes representation gradients (e.g. GradDrop)."""
-    cls = weighting.registry._REGISTRY[method]  # pylint: disable=protected-access
+    cls = weighting.weighting_class(method)
     return not cls.loss_level and weighting_base.PARAMETER not in cls.gradient_kinds
 
 
@@ -93,14 +93,14 @@ def test_every_method_trains(method):
         return logs["foo"]["training_loss"] + logs["bar"]["training_loss"]
 
     assert task_loss_sum(last) < task_loss_sum(first)
-    if not weighting.registry._REGISTRY[method].loss_level or rep_grad:  # pylint: disable=protected-access
+    if not weighting.weighting_class(method).loss_level or rep_grad:
         assert -1.0 - 1e-5 <= last["foo"]["grad_cosine_bar"] <= 1.0 + 1e-5
         assert last["foo"]["grad_cosine_bar"] == pytest.approx(last["bar"]["grad_cosine_foo"])
         assert last["foo"]["grad_norm"] > 0
 
 
 @pytest.mark.parametrize(
-    "method", [m for m in weighting.known_weightings() if not weighting.registry._REGISTRY[m].loss_level]  # pylint: disable=protected-access
+    "method", [m for m in weighting.known_weightings() if not weighting.weighting_class(m).loss_level]
 )
 def test_gradient_methods_same_update_on_one_and_two_replicas(method, two_cpu_strategy):
     rep_grad = _needs_rep_grad(method)
@@ -150,9 +150,9 @@ def test_invalid_combinations_are_refused(kwargs, message):
 
 
 def test_parameter_only_and_representation_only_methods_are_refused():
-    kinds = {m: weighting.registry._REGISTRY[m].gradient_kinds for m in weighting.known_weightings()}  # pylint: disable=protected-access
+    kinds = {m: weighting.weighting_class(m).gradient_kinds for m in weighting.known_weightings()}
     for method, accepted in kinds.items():
-        if weighting.registry._REGISTRY[method].loss_level:  # pylint: disable=protected-access
+        if weighting.weighting_class(method).loss_level:
             continue
         for rep_grad, kind in ((False, weighting_base.PARAMETER), (True, weighting_base.REPRESENTATION)):
             if kind not in accepted:
