@@ -44,13 +44,17 @@ def _all_finite(tensors) -> tf.Tensor:
     A NaN or Inf entry makes its sum NaN or Inf. Finite entries whose sum
     overflows float32 (magnitudes near 1e38) also count as not finite.
     """
-    sums = [tf.reduce_sum(tf.cast(t.values if isinstance(t, tf.IndexedSlices) else t, tf.float32))
-            for t in tensors if t is not None]
+    sums = []
+    for tensor in tensors:
+        if tensor is None:
+            continue
+        tensor = tf.cast(tensor.values if isinstance(tensor, tf.IndexedSlices) else tensor, tf.float32)
+        sums.append(tensor if tensor.shape.rank == 0 else tf.reduce_sum(tensor))
     return tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
 
 
 def replica_bad_count(finite: tf.Tensor) -> tf.Tensor:
-    """The number of replicas where `finite` is False (called in a replica context)."""
+    """The number of replicas where `finite` is False, elementwise (called in a replica context)."""
     bad = tf.cast(tf.logical_not(finite), tf.int32)
     context = tf.distribute.get_replica_context()
     if context is None or tf.distribute.get_strategy().num_replicas_in_sync == 1:
@@ -106,13 +110,11 @@ class NonFiniteGuard:
         self._local = threading.local()
 
         def guarded_scale_loss(loss):
-            self._list("losses_finite").append(_all_finite([loss]))
+            self._list("losses").append(loss)
             return scale_loss(loss)
 
         def guarded_apply(grads, trainable_variables=None):
-            checks = self._list("losses_finite") + ([_all_finite(grads)] if check_grads else [])
-            finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
-            bad = replica_bad_count(finite)
+            bad = replica_bad_count(_all_finite(self._list("losses") + (list(grads) if check_grads else [])))
             self._list("skipped").append(bad > 0)
             if update_if is not None:
                 bad = tf.where(update_if, bad, tf.ones_like(bad))
@@ -157,10 +159,10 @@ class NonFiniteGuard:
           int32 `[T + 1]`: the number of replicas where each task's loss is
           not finite, then 1 where an update of this step was skipped.
         """
-        bad_tasks = [replica_bad_count(_all_finite([loss])) for loss in task_losses]
+        losses = tf.stack([tf.cast(loss, tf.float32) for loss in task_losses])
         skipped = self._list("skipped")
         skipped = tf.reduce_any(tf.stack(skipped)) if skipped else tf.constant(False)
-        return tf.stack(bad_tasks + [tf.cast(skipped, tf.int32)])
+        return tf.concat([replica_bad_count(tf.math.is_finite(losses)), [tf.cast(skipped, tf.int32)]], 0)
 
     def record(self, flags, step: tf.Tensor) -> None:
         """Counts a non-finite step and remembers the first one (cross-replica context).
