@@ -172,16 +172,26 @@ class NonFiniteGuard:
           step: The global step after this step.
         """
         flags = self._strategy.experimental_local_results(flags)[0]
-        nonfinite = tf.reduce_any(flags > 0)
-        first = tf.logical_and(nonfinite, self._first_step < 0)
-        bad_task = tf.where(tf.reduce_any(flags[:-1] > 0), tf.argmax(flags[:-1] > 0, output_type=tf.int32), -1)
-        self._first_step.assign(tf.where(first, tf.cast(step, tf.int64), self._first_step))
-        self._first_task.assign(tf.where(first, bad_task, self._first_task))
-        self.nonfinite_steps.assign_add(tf.cast(nonfinite, tf.int64))
 
-    @staticmethod
-    def update_mean(metric: keras.metrics.Mean, loss: tf.Tensor, weight=1.0) -> None:
-        """Adds `loss` with `weight` to a running mean unless it is NaN or Inf."""
+        def count():
+            bad_tasks = flags[:-1] > 0
+            bad_task = tf.where(tf.reduce_any(bad_tasks), tf.argmax(bad_tasks, output_type=tf.int32), -1)
+            first = self._first_step < 0
+            self._first_step.assign(tf.where(first, tf.cast(step, tf.int64), self._first_step))
+            self._first_task.assign(tf.where(first, bad_task, self._first_task))
+            self.nonfinite_steps.assign_add(1)
+
+        # A cond: the bookkeeping runs only on the (rare) non-finite step.
+        tf.cond(tf.reduce_any(flags > 0), count, lambda: None)
+
+    def update_mean(self, metric: keras.metrics.Mean, loss: tf.Tensor, weight=1.0) -> None:
+        """Adds `loss` with `weight` to a running mean; under "skip" NaN or Inf losses are left out.
+
+        (Under "raise" a non-finite loss ends the run before the mean is reported.)
+        """
+        if self.policy == "raise" and isinstance(weight, (bool, int, float)) and weight == 1:
+            metric.update_state(loss)
+            return
         finite = tf.math.is_finite(loss)
         metric.update_state(tf.where(finite, loss, tf.zeros_like(loss)),
                             sample_weight=tf.cast(finite, loss.dtype) * tf.cast(weight, loss.dtype))
