@@ -8,8 +8,8 @@ import time
 import tensorflow as tf
 
 
-def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
-    """Median seconds per step of each trainer, timed in turn (A, B, ..., A, B, ...).
+def interleaved_round_times(trainers, steps: int, repeats: int):
+    """Seconds per step of each trainer in every round, timed in turn (A, B, ..., A, B, ...).
 
     Every trainer is called once untimed first (it traces its loop). Timing
     every trainer once per round spreads slow phases of the machine over all
@@ -20,10 +20,10 @@ def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
       trainers: `{key: trainer}`; a trainer has `train(num_steps)` taking a
         scalar int tensor and returning when the steps are done.
       steps: Steps per timed call.
-      repeats: Rounds; the median over them is reported.
+      repeats: Rounds.
 
     Returns:
-      `{key: median seconds per step}`.
+      `{key: [seconds per step in round 0, round 1, ...]}`.
     """
     for trainer in trainers.values():
         trainer.train(tf.constant(steps))
@@ -34,7 +34,21 @@ def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
             start = time.perf_counter()
             trainer.train(tf.constant(steps))
             times[key].append((time.perf_counter() - start) / steps)
-    return {key: statistics.median(values) for key, values in times.items()}
+    return times
+
+
+def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
+    """`{key: median seconds per step}` over `interleaved_round_times`' rounds."""
+    return {key: statistics.median(values) for key, values in interleaved_round_times(trainers, steps, repeats).items()}
+
+
+def paired_speedup(times, key, reference) -> float:
+    """The median over rounds of `reference`'s time over `key`'s in the same round.
+
+    Runners timed next to each other share the machine's phase, so a ratio
+    within a round is steadier than the ratio of two medians.
+    """
+    return statistics.median(ref / own for own, ref in zip(times[key], times[reference]))
 
 
 def max_rss_mib(usage) -> float:

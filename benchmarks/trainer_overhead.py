@@ -1,6 +1,6 @@
 """Trainer overhead: examples/s of our trainers against a hand-written loop and Model Garden's.
 
-    python -m benchmarks.trainer_overhead [--sizes small large] [--steps 100] [--repeats 5]
+    python -m benchmarks.trainer_overhead [--sizes small large] [--steps 100] [--repeats 7]
         [--jit] [--out trainer_overhead.json]
 
 Workload (issue 7): three tasks, each with its own synthetic in-memory data
@@ -31,9 +31,11 @@ Two schedules, each run by three implementations of the same computation:
 
 All three use the same loss function (raw TF ops), the same datasets and the
 default strategy. Every runner is built and traced first; each round then
-times `--steps` steps of every runner in turn (`timing.interleaved_seconds_per_step`),
-and the table shows the median examples/s over `--repeats` rounds and our
-trainers' ratios to the two references. Each timed call is one `train()`
+times `--steps` steps of every runner in turn (`timing.interleaved_round_times`).
+The table shows each runner's median examples/s over `--repeats` rounds and
+our trainers' speed relative to the two references: the median over rounds
+of the ratio within a round (`timing.paired_speedup`), which cancels the
+machine's slow and fast phases that shift whole rounds. Each timed call is one `train()`
 (one orbit loop of `--steps` steps), so a trainer's per-call bookkeeping
 (about 2 ms on CPU: metric resets, reading the losses back) weighs less the
 more steps a call runs; 100 is what an orbit `steps_per_loop` typically is. (With `--jit`, an interleaving
@@ -46,6 +48,7 @@ import argparse
 import functools
 import json
 import os
+import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -86,6 +89,7 @@ SCHEDULES = ("joint", "interleaving")
 # reports as "retracing" from the fifth trainer on.
 tf.get_logger().setLevel("ERROR")
 OURS, OURS_KERAS_ADAM, OURS_XLA = "ours", "ours keras-adam", "ours xla"
+OURS_RUNNERS = (OURS, OURS_KERAS_ADAM, OURS_XLA)
 LOOP, MODEL_GARDEN = "keras3 loop", "model garden"
 
 
@@ -295,25 +299,33 @@ def run_size(size: str, steps: int, repeats: int, jit: bool = False):
     if jit:
         builders[OURS_XLA] = lambda s: ours(widths, s, jit_compile=True)
     runners = {(schedule, name): build(schedule) for schedule in SCHEDULES for name, build in builders.items()}
-    seconds = timing.interleaved_seconds_per_step(runners, steps, repeats)
-    return [{"size": size, "schedule": schedule, "runner": name, "seconds_per_step": value,
-             "examples_per_second": examples_per_step(schedule) / value}
-            for (schedule, name), value in seconds.items()]
+    times = timing.interleaved_round_times(runners, steps, repeats)
+    rows = []
+    for (schedule, name), rounds in times.items():
+        seconds = statistics.median(rounds)
+        row = {"size": size, "schedule": schedule, "runner": name, "seconds_per_step": seconds,
+               "examples_per_second": examples_per_step(schedule) / seconds, "seconds_per_step_rounds": rounds}
+        if name in OURS_RUNNERS:
+            row["speedup"] = {ref: timing.paired_speedup(times, (schedule, name), (schedule, ref))
+                              for ref in (LOOP, MODEL_GARDEN)}
+        rows.append(row)
+    return rows
 
 
 def print_table(rows) -> None:
     """Prints examples/s per schedule and runner, and our trainers' ratios to the references."""
     runners = list(dict.fromkeys(row["runner"] for row in rows))
-    ours_names = [name for name in (OURS, OURS_KERAS_ADAM, OURS_XLA) if name in runners]
+    ours_names = [name for name in OURS_RUNNERS if name in runners]
     header = f"{'size':<6} {'schedule':<13}" + "".join(f"{name + ' ex/s':>22}" for name in runners)
     header += "".join(f"{name + '/' + ref:>22}" for name in ours_names for ref in ("loop", "mg"))
     print(header)
-    table = {(row["size"], row["schedule"], row["runner"]): row["examples_per_second"] for row in rows}
+    table = {(row["size"], row["schedule"], row["runner"]): row for row in rows}
     for size, schedule in dict.fromkeys((row["size"], row["schedule"]) for row in rows):
-        line = f"{size:<6} {schedule:<13}" + "".join(f"{table[(size, schedule, name)]:>22.0f}" for name in runners)
+        line = f"{size:<6} {schedule:<13}"
+        line += "".join(f"{table[(size, schedule, name)]['examples_per_second']:>22.0f}" for name in runners)
         for name in ours_names:
             for ref in (LOOP, MODEL_GARDEN):
-                line += f"{table[(size, schedule, name)] / table[(size, schedule, ref)]:>21.3f}x"
+                line += f"{table[(size, schedule, name)]['speedup'][ref]:>21.3f}x"
         print(line)
 
 
@@ -321,13 +333,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=list(SIZES))
     parser.add_argument("--steps", type=int, default=100, help="steps per timed train() call")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--jit", action="store_true", help="also time our trainers with jit_compile=True")
     parser.add_argument("--out", default="trainer_overhead.json")
     args = parser.parse_args()
     rows = [row for size in args.sizes for row in run_size(size, args.steps, args.repeats, args.jit)]
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    print(f"\n3 tasks x batch {BATCH}, {args.steps} steps x {args.repeats} rounds (medians), device {device}")
+    print(f"\n3 tasks x batch {BATCH}, {args.steps} steps x {args.repeats} rounds, device {device}: medians;"
+          " a/b is the median over rounds of a's speed relative to b's in the same round")
     print_table(rows)
     peak = timing.peak_rss_mib()
     print(f"peak RSS of this process: {peak:.0f} MiB")
