@@ -37,11 +37,6 @@ def interleaved_round_times(trainers, steps: int, repeats: int):
     return times
 
 
-def interleaved_seconds_per_step(trainers, steps: int, repeats: int):
-    """`{key: median seconds per step}` over `interleaved_round_times`' rounds."""
-    return {key: statistics.median(values) for key, values in interleaved_round_times(trainers, steps, repeats).items()}
-
-
 def paired_speedup(times, key, reference) -> float:
     """The median over rounds of `reference`'s time over `key`'s in the same round.
 

@@ -1,6 +1,6 @@
 """Step time of every weighting method relative to EW, on multi_digits.
 
-    python -m benchmarks.weighting_step_time [--steps 200] [--repeats 3] [--methods ew dwa ...]
+    python -m benchmarks.weighting_step_time [--steps 200] [--repeats 7] [--methods ew dwa ...]
         [--out weighting.json]
 
 Each method trains the `multi_digits` model (shared CNN, two heads, one shared
@@ -9,12 +9,13 @@ dataset, global batch 64) with the joint trainer, with parameter gradients
 method takes them. All trainers are built and traced first; then each round
 times `--steps` steps (one `tf.function` loop) of every trainer in turn, and
 the table shows the median seconds per step over `--repeats` rounds and the
-ratio to EW's (EW without rep_grad takes one backward pass; with rep_grad, EW
+time relative to EW's (the median over rounds of the ratio within a round) (EW without rep_grad takes one backward pass; with rep_grad, EW
 goes through the gradient path).
 """
 import argparse
 import json
 import os
+import statistics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -53,7 +54,7 @@ def build_trainer(method: str, rep_grad: bool) -> base_trainer.MultiTaskBaseTrai
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="the weighting methods to time (default: all); ew is always timed, as the reference")
     parser.add_argument("--out", default="weighting_step_time.json")
@@ -71,14 +72,16 @@ def main():
                 trainers[(method, rep_grad)] = build_trainer(method, rep_grad)
             except ValueError as error:  # a combination the trainer refuses
                 print(f"skip {method} rep_grad={rep_grad}: {str(error).splitlines()[0]}")
-    results = timing.interleaved_seconds_per_step(trainers, args.steps, args.repeats)
-    reference = results[("ew", False)]
+    times = timing.interleaved_round_times(trainers, args.steps, args.repeats)
+    rows = [{"method": method, "rep_grad": rep_grad, "seconds_per_step": statistics.median(rounds),
+             "relative_to_ew": 1.0 / timing.paired_speedup(times, (method, rep_grad), ("ew", False))}
+            for (method, rep_grad), rounds in times.items()]
     print(f"\n{'method':<12} {'rep_grad':<9} {'ms/step':>8} {'x ew':>6}")
-    for (method, rep_grad), seconds in results.items():
-        print(f"{method:<12} {str(rep_grad):<9} {1000 * seconds:>8.2f} {seconds / reference:>6.2f}")
+    for row in rows:
+        print(f"{row['method']:<12} {str(row['rep_grad']):<9} {1000 * row['seconds_per_step']:>8.2f} "
+              f"{row['relative_to_ew']:>6.2f}")
     with open(args.out, "w", encoding="utf-8") as stream:
-        json.dump([{"method": m, "rep_grad": r, "seconds_per_step": s} for (m, r), s in results.items()],
-                  stream, indent=2)
+        json.dump(rows, stream, indent=2)
     print(f"\nWrote {args.out}")
 
 
