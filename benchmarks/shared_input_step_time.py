@@ -1,6 +1,6 @@
 """Joint step time on a shared input: the encoder once per step vs once per task.
 
-    python -m benchmarks.shared_input_step_time [--tasks 2 3 8] [--steps 20] [--repeats 7]
+    python -m benchmarks.shared_input_step_time [--tasks 2 3 8] [--steps 50] [--repeats 7]
         [--batch 256] [--out shared_input.json]
 
 T tasks read one `multi_digits` dataset (the canvas; task i predicts the left
@@ -73,7 +73,7 @@ def build_trainer(num_tasks: int, single_pass: bool, batch_size: int) -> base_tr
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 3, 8])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--out", default="shared_input_step_time.json")

@@ -7,6 +7,10 @@ import time
 
 import tensorflow as tf
 
+# Each benchmarked orbit trainer traces its own copy of orbit's loop function,
+# which TF reports as "retracing" from the fifth trainer on.
+tf.get_logger().setLevel("ERROR")
+
 
 def interleaved_round_times(trainers, steps: int, repeats: int):
     """Seconds per step of each trainer in every round, timed in turn (A, B, ..., A, B, ...).

@@ -85,9 +85,6 @@ TASKS = {"classes": ("softmax", 10), "binary": ("sigmoid", 1), "regression": ("m
 # Encoder widths of each workload.
 SIZES = {"small": (512, 512), "large": (1024, 1024, 1024)}
 SCHEDULES = ("joint", "interleaving")
-# Each orbit trainer traces its own copy of orbit's loop function, which TF
-# reports as "retracing" from the fifth trainer on.
-tf.get_logger().setLevel("ERROR")
 OURS, OURS_KERAS_ADAM, OURS_XLA = "ours", "ours keras-adam", "ours xla"
 OURS_RUNNERS = (OURS, OURS_KERAS_ADAM, OURS_XLA)
 LOOP, MODEL_GARDEN = "keras3 loop", "model garden"
