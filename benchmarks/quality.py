@@ -52,7 +52,6 @@ from experiments import single_task  # noqa: E402
 from multitask import model_selection  # noqa: E402
 from multitask import train  # noqa: E402
 from multitask import weighting  # noqa: E402
-from multitask.weighting import base as weighting_base  # noqa: E402
 
 EXPERIMENTS = ("shapes", "multi_digits", "multi_mnist")
 ARCHITECTURES = ("cross_stitch", "mmoe", "cgc")
@@ -95,8 +94,7 @@ def method_overrides(method: str, shared_input: bool) -> Optional[Dict[str, Any]
     Raises:
       ValueError: An unknown method.
     """
-    cls = weighting.weighting_class(method)
-    rep_grad = not cls.loss_level and weighting_base.PARAMETER not in cls.gradient_kinds
+    rep_grad = weighting.needs_rep_grad(method)
     if rep_grad and not shared_input:
         return None
     overrides = {"trainer.weighting.type": method}

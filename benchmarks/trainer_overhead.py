@@ -35,14 +35,15 @@ times `--steps` steps of every runner in turn (`timing.interleaved_round_times`)
 The table shows each runner's median examples/s over `--repeats` rounds and
 our trainers' speed relative to the two references: the median over rounds
 of the ratio within a round (`timing.paired_speedup`), which cancels the
-machine's slow and fast phases that shift whole rounds. Each timed call is one `train()`
-(one orbit loop of `--steps` steps), so a trainer's per-call bookkeeping
-(about 2 ms on CPU: metric resets, reading the losses back) weighs less the
-more steps a call runs; 100 is what an orbit `steps_per_loop` typically is. (With `--jit`, an interleaving
-trainer compiles a task's step the first time that task is sampled: keep
-`--steps` large enough that the untimed first call samples every task.) The peak RSS printed at the end is that
-of the whole process (`python -m benchmarks.run` runs each size in its own
-process, so there it is per workload).
+machine's slow and fast phases that shift whole rounds. Each timed call is
+one `train()` (one orbit loop of `--steps` steps), so a trainer's per-call
+bookkeeping (about 2 ms on CPU: metric resets, reading the losses back)
+weighs less the more steps a call runs; 100 is what an orbit
+`steps_per_loop` typically is. (With `--jit`, an interleaving trainer
+compiles a task's step the first time that task is sampled: keep `--steps`
+large enough that the untimed first call samples every task.) The peak RSS
+printed at the end is that of the whole process (`python -m benchmarks.run`
+runs each size in its own process, so there it is per workload).
 """
 import argparse
 import functools

@@ -9,8 +9,9 @@ dataset, global batch 64) with the joint trainer, with parameter gradients
 method takes them. All trainers are built and traced first; then each round
 times `--steps` steps (one `tf.function` loop) of every trainer in turn, and
 the table shows the median seconds per step over `--repeats` rounds and the
-time relative to EW's (the median over rounds of the ratio within a round) (EW without rep_grad takes one backward pass; with rep_grad, EW
-goes through the gradient path).
+time relative to EW's: the median over rounds of the ratio within a round.
+(EW without rep_grad takes one backward pass; with rep_grad, EW goes through
+the gradient path.)
 """
 import argparse
 import json

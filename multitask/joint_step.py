@@ -82,8 +82,7 @@ def gated_task_losses(multi_task, task_inputs, model, task_metrics, shared_featu
     (batch-norm statistics, the global labelled count of partial labels), so
     there every task's forward pass runs and a disabled task's loss is
     multiplied by 0 (its metrics are still skipped, and the trainer restores
-    its variables). The shared encoder
-    (single-pass case) always runs.
+    its variables). The shared encoder (single-pass case) always runs.
 
     Returns:
       `{task: scalar loss}`; 0 for a disabled task.

@@ -5,8 +5,8 @@ change between training loops without rebuilding anything:
 
 - `active`: a boolean `tf.Variable`. The trained graph reads it (through
   `tf.cond` / `tf.switch_case`) for the tasks the loop's plan gates (see
-  below), so `enable` / `disable` take effect at the next step. An optional step window
-  `[start_step, stop_step)` (from config) further restricts when the task
+  below), so `enable` / `disable` take effect at the next step. An optional
+  step window `[start_step, stop_step)` (from config) further restricts when the task
   trains, checked against the global step inside the graph, so a task can
   join or leave at an exact step.
 - `loss_weight`: a float `tf.Variable` (the joint trainer's loss weight),

@@ -45,12 +45,6 @@ def _run(strategy, method=None, rep_grad=False, steps=3, init=None, shared=True,
     return before, [v.numpy() for v in model.trainable_variables], logs, trainer
 
 
-def _needs_rep_grad(method):
-    """Whether `method` only takes representation gradients (e.g. GradDrop)."""
-    cls = weighting.weighting_class(method)
-    return not cls.loss_level and weighting_base.PARAMETER not in cls.gradient_kinds
-
-
 def test_ew_paths_equal_the_plain_joint_step(two_cpu_strategy):
     """EW as one backward pass, as aggregated representation gradients, and
     the plain sum of losses make the same update, on one and two replicas."""
@@ -82,7 +76,7 @@ def test_static_weights_scale_the_task_gradients():
 
 @pytest.mark.parametrize("method", weighting.known_weightings())
 def test_every_method_trains(method):
-    rep_grad = _needs_rep_grad(method)
+    rep_grad = weighting.needs_rep_grad(method)
     _, _, first, trainer = _run(tf.distribute.get_strategy(), method, rep_grad=rep_grad, steps=5)
     for _ in range(3):
         last = trainer.train(tf.constant(10))
@@ -103,7 +97,7 @@ def test_every_method_trains(method):
     "method", [m for m in weighting.known_weightings() if not weighting.weighting_class(m).loss_level]
 )
 def test_gradient_methods_same_update_on_one_and_two_replicas(method, two_cpu_strategy):
-    rep_grad = _needs_rep_grad(method)
+    rep_grad = weighting.needs_rep_grad(method)
     init, one, _, _ = _run(tf.distribute.get_strategy(), method, rep_grad=rep_grad, steps=2)
     _, two, _, _ = _run(two_cpu_strategy, method, rep_grad=rep_grad, steps=2, init=init)
     for a, b in zip(one, two):

@@ -24,6 +24,7 @@ def test_method_overrides_set_rep_grad_only_where_a_method_needs_it():
     assert quality.method_overrides("uw", shared_input=True) == {"trainer.weighting.type": "uw"}
     with pytest.raises(ValueError, match="Unknown weighting 'nope'"):
         quality.method_overrides("nope", shared_input=True)
+    assert [m for m in weighting.known_weightings() if weighting.needs_rep_grad(m)] == ["graddrop"]
 
 
 def test_default_methods_are_all_but_static_with_ew_first():

@@ -1,8 +1,8 @@
 """Keras 3 Adam and AdamW whose per-variable update is TensorFlow's fused Adam kernel.
 
-Keras 3's `Adam.update_step` is written in backend-neutral ops: 28 graph
-ops per variable per step (casts, powers, the two moment updates,
-the variable update), each one an op the executor schedules. tf_keras (and so
+Keras 3's `Adam.update_step` is written in backend-neutral ops: 28 graph ops
+per variable per step (casts, powers, the two moment updates, the variable
+update), each one an op the executor schedules. tf_keras (and so
 Model Garden's trainers) runs one fused `ResourceApplyAdam` op per variable,
 which on small and medium models is the difference between a Keras 3 loop and
 a tf_keras one. `FusedAdam` and `FusedAdamW` are the Keras 3 classes with the

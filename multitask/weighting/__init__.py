@@ -1,7 +1,8 @@
 """Loss and gradient balancing methods (LibMTL's) for the joint trainer.
 
 `get_weighting(name, num_tasks, **hyper_parameters)` builds one,
-`weighting_class(name)` gives its class;
+`weighting_class(name)` gives its class and `needs_rep_grad(name)` says
+whether it takes only representation gradients;
 `register_weighting(name)` adds a method without changing this package. Each
 method lives in its own module of this package and follows `base.Weighting`;
 importing the package imports them all, which registers them.
@@ -14,6 +15,7 @@ from multitask.weighting.base import Weighting
 from multitask.weighting.registry import get_weighting
 from multitask.weighting.registry import hyperparameters
 from multitask.weighting.registry import known_weightings
+from multitask.weighting.registry import needs_rep_grad
 from multitask.weighting.registry import register_weighting
 from multitask.weighting.registry import weighting_class
 

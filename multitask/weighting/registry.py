@@ -40,6 +40,12 @@ def weighting_class(name: str) -> Type[base.Weighting]:
     return _REGISTRY[name]
 
 
+def needs_rep_grad(name: str) -> bool:
+    """Whether weighting `name` takes only representation gradients (it runs only with `rep_grad`)."""
+    cls = weighting_class(name)
+    return not cls.loss_level and base.PARAMETER not in cls.gradient_kinds
+
+
 def hyperparameters(name: str) -> List[str]:
     """The keyword arguments weighting `name` accepts besides num_tasks."""
     signature = inspect.signature(_REGISTRY[name].__init__)
