@@ -15,7 +15,11 @@ setuptools.setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["multitask", "multitask.*", "experiments", "experiments.*"]),
+    # The shipped experiments live in ./experiments but install as
+    # `multitask.experiments`, so that a user's own `experiments` package never
+    # shadows them (nor they it).
+    packages=setuptools.find_packages(include=["multitask", "multitask.*"]) + ["multitask.experiments"],
+    package_dir={"multitask.experiments": "experiments"},
     python_requires=">=3.10",
     install_requires=[
         # tf-models-official pins the TensorFlow release it works with.
@@ -28,5 +32,5 @@ setuptools.setup(
         "palmerpenguins",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "mlxtend"], "benchmarks": ["mlxtend"]},
+    extras_require={"test": ["pytest", "mlxtend", "keras-hub"], "benchmarks": ["mlxtend"]},
 )

@@ -9,7 +9,7 @@ per task) it trains, through the launcher (`multitask.train.run`, mode
 "train", then the launcher's final evaluation on the test split):
 
 - `single-task`: each task alone (`<experiment>_<task>_alone`, see
-  `experiments.single_task`): the same Task, model, data and steps;
+  `multitask.experiments.single_task`): the same Task, model, data and steps;
 - each weighting method of `multitask.weighting` (`trainer.weighting.type`;
   `ew` is the plain sum): methods that take only representation gradients
   (`graddrop`) run with `trainer.rep_grad=true`, which needs one shared
@@ -48,7 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from official.core import exp_factory  # noqa: E402
 from official.core import task_factory  # noqa: E402
 
-from experiments import single_task  # noqa: E402
+from multitask.experiments import single_task  # noqa: E402
 from multitask import model_selection  # noqa: E402
 from multitask import train  # noqa: E402
 from multitask import weighting  # noqa: E402

@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import timing  # noqa: E402
-from experiments import multi_digits  # noqa: E402
+from multitask.experiments import multi_digits  # noqa: E402
 from multitask import base_model  # noqa: E402
 from multitask import base_trainer  # noqa: E402
 from multitask import multitask  # noqa: E402

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from benchmarks import timing  # noqa: E402
-from experiments import multi_digits  # noqa: E402
+from multitask.experiments import multi_digits  # noqa: E402
 from multitask import base_trainer  # noqa: E402
 from multitask import multitask  # noqa: E402
 from multitask import weighting  # noqa: E402

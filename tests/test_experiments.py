@@ -11,9 +11,9 @@ from official.core import config_definitions as cfg
 from official.core import exp_factory
 from official.core import task_factory
 
-import experiments  # noqa: F401  (registers the experiments)
-from experiments import multi_digits
-from experiments import shapes
+import multitask.experiments  # noqa: F401  (registers the experiments)
+from multitask.experiments import multi_digits
+from multitask.experiments import shapes
 from multitask import base_trainer
 from multitask import configs
 from multitask import model_factory

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import toy
-from experiments import multi_digits
+from multitask.experiments import multi_digits
 from multitask import base_model
 from multitask import export
 from multitask import train

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from official.core import exp_factory
 
-import experiments  # noqa: F401  (registers the experiments)
+import multitask.experiments  # noqa: F401  (registers the experiments)
 import toy
 from multitask import base_model
 from multitask import base_trainer

@@ -11,9 +11,9 @@ import pytest
 
 from official.core import exp_factory
 
-import experiments  # noqa: F401  (registers the experiments)
-from experiments import multi_digits
-from experiments import multi_mnist
+import multitask.experiments  # noqa: F401  (registers the experiments)
+from multitask.experiments import multi_digits
+from multitask.experiments import multi_mnist
 from multitask import train
 from multitask.modeling import shared_encoder_model
 

@@ -8,8 +8,8 @@ import yaml
 
 from official.core import exp_factory
 
-import experiments  # noqa: F401  (registers the experiments)
-from experiments import penguins
+import multitask.experiments  # noqa: F401  (registers the experiments)
+from multitask.experiments import penguins
 from multitask import model_factory
 from multitask import multitask as multitask_lib
 from multitask import train_lib

@@ -9,7 +9,7 @@ import tensorflow as tf
 from official.core import exp_factory
 from official.core import task_factory
 
-from experiments import shapes
+from multitask.experiments import shapes
 from multitask import configs
 from multitask import model_factory
 from multitask import multitask

@@ -4,7 +4,7 @@ import pytest
 from official.core import exp_factory
 
 import toy
-from experiments import shapes  # noqa: F401  (registers the shapes experiments)
+from multitask.experiments import shapes  # noqa: F401  (registers the shapes experiments)
 from multitask import model_factory
 from multitask import multitask
 from multitask import scoring

@@ -4,8 +4,8 @@ import pytest
 from official.core import config_definitions as cfg
 from official.core import exp_factory
 
-import experiments  # noqa: F401  (registers the experiments)
-from experiments import single_task
+import multitask.experiments  # noqa: F401  (registers the experiments)
+from multitask.experiments import single_task
 from multitask import train
 
 
