@@ -3,7 +3,8 @@
 Reads the TensorBoard summaries the trainer and evaluator wrote
 (`MODEL_DIR/train/<task>/` and `MODEL_DIR/validation/<task>/`) and writes
 `MODEL_DIR/report.png`: per-task training loss, and each validation metric
-with one curve per task.
+with one curve per task. MODEL_DIR may be on any filesystem TensorFlow has
+(`gs://...`): it is read and written through `tf.io.gfile`.
 """
 import os
 
@@ -12,7 +13,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import collections
-import glob
 import sys
 from typing import Dict, List, Tuple
 
@@ -22,13 +22,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from multitask import paths  # noqa: E402
+
 Series = List[Tuple[int, float]]
 
 
 def read_scalars(run_dir: str) -> Dict[str, Series]:
     """Returns `{tag: [(step, value), ...]}` from the event files in `run_dir`."""
     scalars = collections.defaultdict(list)
-    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+    for path in sorted(tf.io.gfile.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
@@ -44,10 +46,15 @@ def read_scalars(run_dir: str) -> Dict[str, Series]:
 def read_task_scalars(directory: str) -> Dict[str, Dict[str, Series]]:
     """Returns `{task: {tag: series}}` from the per-task sub-directories of `directory`."""
     tasks = {}
-    for run_dir in sorted(glob.glob(os.path.join(directory, "*", ""))):
-        scalars = read_scalars(run_dir)
-        if scalars:
-            tasks[os.path.basename(os.path.normpath(run_dir))] = scalars
+    if not tf.io.gfile.isdir(directory):
+        return tasks
+    for name in sorted(tf.io.gfile.listdir(directory)):
+        name = name.rstrip("/")
+        run_dir = os.path.join(directory, name)
+        if tf.io.gfile.isdir(run_dir):
+            scalars = read_scalars(run_dir)
+            if scalars:
+                tasks[name] = scalars
     return tasks
 
 
@@ -55,8 +62,10 @@ def write_report(model_dir: str) -> str:
     """Writes `model_dir/report.png` and returns its path.
 
     Raises:
-      ValueError: `model_dir` holds no per-task training summaries.
+      ValueError: `model_dir` holds no per-task training summaries, or
+        TensorFlow has no filesystem for its scheme.
     """
+    paths.check_filesystem(model_dir, "MODEL_DIR")
     train = read_task_scalars(os.path.join(model_dir, "train"))
     validation = read_task_scalars(os.path.join(model_dir, "validation"))
     if not train:
@@ -78,10 +87,11 @@ def write_report(model_dir: str) -> str:
         axis.legend(fontsize="small")
     for axis in list(axes.flat)[len(panels):]:
         axis.set_visible(False)
-    figure.suptitle(os.path.basename(os.path.normpath(model_dir)))
+    figure.suptitle(os.path.basename(model_dir.rstrip("/")))
     figure.tight_layout()
     path = os.path.join(model_dir, "report.png")
-    figure.savefig(path, dpi=100)
+    with tf.io.gfile.GFile(path, "wb") as stream:
+        figure.savefig(stream, format="png", dpi=100)
     plt.close(figure)
     return path
 

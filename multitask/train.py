@@ -2,8 +2,14 @@
 
 Flags are Model Garden's (`official.common.flags`): --experiment, --mode,
 --model_dir, --config_file (repeatable), --params_override, --gin_file,
---gin_params. Without flags it trains the default experiment ("shapes") with
+--gin_params; plus --import_module (repeatable), a module to import before
+the experiment is looked up (see `multitask.plugins`: the shipped
+experiments and installed packages' `multitask.experiments` entry points are
+loaded too). Without flags it trains the default experiment ("shapes") with
 mode train_and_eval into a new directory under ./runs and prints where.
+
+--model_dir and --config_file may be on any filesystem TensorFlow has
+(`gs://`, ...): everything is read and written through `tf.io.gfile`.
 
 The config is resolved and checked completely before anything is written: an
 unknown experiment, a bad override, an invalid setting or an unusable
@@ -21,7 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import datetime
 import sys
-import tempfile
 import types
 from typing import Any, Dict, Optional
 
@@ -30,6 +35,7 @@ from absl import flags
 from absl import logging
 import gin
 import keras
+import tensorflow as tf
 import yaml
 
 from official.common import flags as tfm_flags
@@ -39,11 +45,13 @@ from official.core import train_utils
 from official.modeling import hyperparams
 from official.modeling.hyperparams import params_dict
 
-import experiments  # noqa: F401  (registers the experiments)
 from multitask import configs
+from multitask import errors
 from multitask import evaluator as evaluator_lib
 from multitask import model_factory
 from multitask import multitask as multitask_lib
+from multitask import paths
+from multitask import plugins
 from multitask import preflight
 from multitask import results
 from multitask import scoring
@@ -63,7 +71,7 @@ def launcher_flags(**values) -> types.SimpleNamespace:
         the others are unset.
     """
     names = ("experiment", "mode", "model_dir", "config_file", "params_override",
-             "gin_file", "gin_params", "tpu")
+             "gin_file", "gin_params", "tpu", "import_module")
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise TypeError(f"Unknown launcher flags {unknown}; flags: {', '.join(names)}.")
@@ -74,28 +82,39 @@ class UsageError(ValueError):
     """A problem with the command line or the config, reported in one line."""
 
 
-def registered_experiments():
-    """Names of all experiments registered with `exp_factory`."""
-    return sorted(exp_factory._REGISTERED_CONFIGS)  # pylint: disable=protected-access
+registered_experiments = plugins.registered_experiments
 
 
-def load_experiment(name: str):
-    """Returns the registered config of experiment `name`."""
+def load_experiment(name: str, modules=()):
+    """Returns the registered config of experiment `name`.
+
+    Args:
+      name: The experiment.
+      modules: Modules to import first (`--import_module`); the shipped
+        experiments and the installed entry points are always loaded.
+
+    Raises:
+      UsageError: A module does not import, or no module registered `name`.
+    """
+    try:
+        plugins.load_experiments(modules)
+    except plugins.PluginError as error:
+        raise UsageError(str(error)) from error
     if name not in registered_experiments():
-        raise UsageError(
-            f"--experiment: unknown experiment {name!r}; registered: "
-            f"{', '.join(registered_experiments())}."
-        )
+        raise UsageError(plugins.unknown_experiment_message(name))
     return exp_factory.get_exp_config(name)
 
 
 def _parse_override(text: str, source: str) -> Dict[str, Any]:
     """Parses a YAML file, a YAML/JSON string or "a.b=1,c=2" into a dict."""
-    if os.path.isfile(text):
-        with open(text, encoding="utf-8") as stream:
-            text = stream.read()
-    elif source == "--config_file":
-        raise UsageError(f"--config_file: no such file {text!r}.")
+    if source == "--config_file" or paths.is_file(text):
+        try:
+            with tf.io.gfile.GFile(text, "r") as stream:
+                text = stream.read()
+        except tf.errors.NotFoundError as error:
+            raise UsageError(f"--config_file: no such file {text!r}.") from error
+        except tf.errors.OpError as error:
+            raise UsageError(f"--config_file: cannot read {text!r} ({errors.one_line(error)}).") from error
     else:
         try:
             text = params_dict.nested_csv_str_to_json_str(text)
@@ -156,7 +175,7 @@ def parse_params(flags_obj):
     Raises:
       UsageError: Anything wrong with the flags or the resulting config.
     """
-    params = load_experiment(flags_obj.experiment or DEFAULT_EXPERIMENT)
+    params = load_experiment(flags_obj.experiment or DEFAULT_EXPERIMENT, flags_obj.import_module or ())
     for path in flags_obj.config_file or []:
         apply_override(params, path, "--config_file")
     if flags_obj.tpu:
@@ -184,26 +203,20 @@ def parse_params(flags_obj):
 def resolve_model_dir(model_dir: Optional[str], experiment: str) -> str:
     """Returns a usable model_dir, a new ./runs/<experiment>-<time> by default.
 
+    Works on any filesystem TensorFlow has (local, `gs://`, ...; see
+    `paths.check_writable_directory`); nothing is created.
+
     Raises:
-      UsageError: The path is a file, or it cannot be created or written.
+      UsageError: No filesystem for the path's scheme, the path is a file, or
+        it cannot be created or written.
     """
     if not model_dir:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         model_dir = os.path.join("runs", f"{experiment}-{stamp}")
-    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
-        raise UsageError(f"--model_dir: {model_dir!r} is a file, not a directory.")
-    existing = model_dir
-    while existing and not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    existing = existing or "."
-    if not os.path.isdir(existing):
-        raise UsageError(f"--model_dir: {model_dir!r} is inside {existing!r}, which is a file.")
     try:
-        # A real write, not os.access: root passes access checks on read-only mounts.
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise UsageError(f"--model_dir: {model_dir!r} is not writable ({error.strerror}).") from error
+        paths.check_writable_directory(model_dir, "--model_dir")
+    except paths.FilesystemError as error:
+        raise UsageError(str(error)) from error
     return model_dir
 
 
@@ -254,7 +267,7 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
             preflight.check_data(evaluated, model, ("validation",), strategy=strategy)
     # ImportError: an experiment's optional dependency is missing (its message says what to install).
     except (ValueError, KeyError, ImportError) as error:
-        message = preflight.one_line(error)
+        message = errors.one_line(error)
         if isinstance(error, KeyError):  # str() of a KeyError is its quoted repr
             message = message.strip("'\"")
         raise UsageError(message.rstrip(".") + ".") from error
@@ -283,14 +296,14 @@ def run(flags_obj) -> Dict[str, Dict[str, Any]]:
     try:
         strategy = runtime.get_distribution_strategy(params.runtime)
     except (ValueError, RuntimeError) as error:
-        raise UsageError(f"{preflight.one_line(error)}.") from error
+        raise UsageError(f"{errors.one_line(error)}.") from error
     # In a multi-worker run only the chief writes model_dir's files.
     chief = strategy.extended.should_checkpoint
     with strategy.scope():
         train_task, eval_task, model = build_and_check(params, mode, model_dir, strategy)
         if "train" in mode and chief:
             train_utils.serialize_config(params, model_dir)
-        print(f"Running experiment {experiment!r} ({mode}) in {os.path.abspath(model_dir)}")
+        print(f"Running experiment {experiment!r} ({mode}) in {paths.display(model_dir)}")
         if isinstance(params, configs.MultiEvalExperimentConfig):
             model, _ = train_lib.run_experiment_with_multitask_eval(
                 distribution_strategy=strategy, train_task=train_task, eval_tasks=eval_task.tasks,
@@ -321,9 +334,14 @@ def main(argv):
 
 
 def define_flags():
-    """Defines Model Garden's launcher flags (once)."""
+    """Defines Model Garden's launcher flags and --import_module (once)."""
     if "experiment" not in FLAGS:
         tfm_flags.define_flags()
+    if "import_module" not in FLAGS:
+        flags.DEFINE_multi_string(
+            "import_module", None,
+            "A module to import before the experiment is looked up (repeatable), e.g. one that "
+            "registers experiments with exp_factory.")
 
 
 if __name__ == "__main__":
