@@ -9,11 +9,12 @@ Any part of the model can be frozen and unfrozen between `train()` calls
 (`freeze` / `unfreeze`); the trainers pick the change up at their next loop.
 """
 import abc
-from typing import Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
+from multitask import model_inputs
 from multitask.core import warm_start
 
 
@@ -160,17 +161,26 @@ class MultiTaskBaseModel(tf.Module, metaclass=abc.ABCMeta):
         """
         return {}
 
-    def build(self):
-        """Creates every variable by calling each unbuilt sub-model.
+    def build(self, features: Optional[Mapping[str, Any]] = None):
+        """Creates every variable by calling each unbuilt sub-model once.
 
-        A sub-model is built from its `inputs` (set by functional models, or by a
-        subclass that defines `self.inputs` as Keras inputs).
+        A sub-model is called on its own Keras `inputs` (functional models, or
+        a subclass that sets `self.inputs`), else on Keras inputs shaped like
+        `features[task]`, the spec of its task's features
+        (`model_inputs.features_spec` of its data). The trainers and the
+        evaluator pass them, so plain subclassed sub-models need neither.
+
+        Args:
+          features: `{task: spec structure of the task's features}`, for the
+            sub-models without Keras inputs.
 
         Raises:
-          ValueError: A sub-model is not built and has no `inputs`.
+          ValueError: A sub-model is not built and has neither `inputs` nor
+            `features`, or its first call fails.
         """
+        features = features or {}
         for name, model in self._sub_tasks.items():
-            build_from_inputs(model, f"Sub-model of task {name!r}")
+            model_inputs.build_model(model, f"Sub-model of task {name!r}", features.get(name))
 
     def initialize(self):
         """Warm-starts `checkpoint_items` from `init_checkpoint`, if both are set.
@@ -199,9 +209,10 @@ class EncoderHead(keras.Model):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.head = head
-        inputs = getattr(encoder, "inputs", None)
+        # The encoder's input structure as it is (a dict for a KerasHub backbone).
+        inputs = model_inputs.input_structure(encoder)
         if inputs is not None:
-            self.inputs = inputs[0] if isinstance(inputs, list) and len(inputs) == 1 else inputs
+            self.inputs = inputs
         if encoder.built and head.built:
             self.built = True
 
@@ -269,11 +280,18 @@ class EncoderHeadsModel(MultiTaskBaseModel):
         return list(self.encoder.losses) + list(self.heads[task_name].losses)
 
     def check_rep_grad(self) -> None:
-        """Raises a ValueError if gradients with respect to `encode`'s output miss shared variables.
+        """Raises a ValueError if gradients with respect to `encode`'s output cannot be balanced.
 
-        Here every shared variable is in the encoder; subclasses that apply
-        shared layers after `encode` override it.
+        Here every shared variable is in the encoder, whose output must be one
+        tensor (a functional encoder's output structure is checked);
+        subclasses that apply shared layers after `encode` override it.
         """
+        output = getattr(self.encoder, "output", None) if model_inputs.input_structure(self.encoder) else None
+        if isinstance(output, (dict, list, tuple)):
+            raise ValueError(
+                f"trainer.rep_grad balances gradients with respect to one representation tensor; the encoder "
+                f"{self.encoder.name!r} returns a {type(output).__name__}. Set rep_grad to False."
+            )
 
 
 def task_model(model, task_name: str) -> keras.Model:
@@ -302,28 +320,6 @@ def check_tasks_in_model(model, task_names) -> None:
         task_model(model, name)
 
 
-def build_from_inputs(model: keras.Model, what: str) -> None:
-    """Calls an unbuilt keras.Model on its `inputs` so that its variables exist.
-
-    Args:
-      model: A functional model, or one that sets `self.inputs` to Keras inputs.
-      what: How error messages name the model.
-
-    Raises:
-      ValueError: The model is not built and has no `inputs`.
-    """
-    if model.built and model.variables:
-        return
-    inputs = getattr(model, "inputs", None)
-    if inputs is None or (isinstance(inputs, (list, tuple, dict)) and not inputs):
-        raise ValueError(
-            f"{what} ({type(model).__name__}) is not built and has no `inputs`: make it a "
-            "functional model, set `self.inputs` to keras.Input(...) structures, or call it "
-            "once before training."
-        )
-    model(inputs)
-
-
 def optimizer_variables(model) -> List[tf.Variable]:
     """The variables the trainers build the optimizer on (frozen parts included).
 
@@ -336,13 +332,28 @@ def optimizer_variables(model) -> List[tf.Variable]:
     return list(model.trainable_variables)
 
 
-def ensure_built(model) -> None:
-    """Creates all variables of `model` before the optimizer is built.
+def tasks_needing_data(model, task_names: Sequence[str]) -> List[str]:
+    """The tasks whose data `ensure_built` needs: their sub-model is unbuilt and has no Keras inputs.
 
-    Raises:
-      ValueError: A model that is not built and has no `inputs`.
+    With one keras.Model for all tasks, the first task's data builds it.
     """
     if isinstance(model, MultiTaskBaseModel):
-        model.build()
+        return [name for name in task_names if model_inputs.needs_data(model.sub_tasks[name])]
+    return list(task_names)[:1] if model_inputs.needs_data(model) else []
+
+
+def ensure_built(model, features: Optional[Mapping[str, Any]] = None) -> None:
+    """Creates all variables of `model` before the optimizer is built.
+
+    Args:
+      model: A `MultiTaskBaseModel` or one keras.Model for all tasks.
+      features: `{task: features spec}` for the models that need their data
+        (`tasks_needing_data`).
+
+    Raises:
+      ValueError: A model that cannot be built (see `MultiTaskBaseModel.build`).
+    """
+    if isinstance(model, MultiTaskBaseModel):
+        model.build(features)
     else:
-        build_from_inputs(model, "The model")
+        model_inputs.build_model(model, "The model", next(iter((features or {}).values()), None))

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from multitask import base_model
 from multitask import joint_step
+from multitask import model_inputs
 from multitask import multitask as multitask_lib
 from multitask import nonfinite
 from multitask import results as results_lib
@@ -152,9 +153,21 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             for name in multi_task.tasks
         }
+        if train_datasets is None:
+            train_datasets = {
+                name: functools.partial(task.build_inputs, task.task_config.train_data)
+                for name, task in multi_task.tasks.items()
+            }
+        self._shared_input = not isinstance(train_datasets, Mapping)
+        if not self._shared_input:
+            missing = sorted(set(multi_task.tasks) - set(train_datasets))
+            if missing:
+                raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
+        self._train_sources = train_datasets
         # Every variable must exist, and the optimizer must track all of them,
         # before the first traced step (interleaved branches update subsets).
-        base_model.ensure_built(multi_task_model)
+        # Sub-models without Keras inputs are built from their data's spec.
+        base_model.ensure_built(multi_task_model, self._features_to_build())
         self._weighting = weighting
         self._rep_grad = rep_grad
         # Frozen parts included, so that unfreezing them later needs no rebuild.
@@ -218,21 +231,17 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             trainable_shared, _ = joint_step.split_variables(multi_task_model, list(multi_task.tasks))
             self._successive = successive_lib.SuccessiveRegularization(trainable_shared, successive_regularization)
             self._checkpoint.successive_regularization = self._successive
-        if train_datasets is None:
-            train_datasets = {
-                name: functools.partial(task.build_inputs, task.task_config.train_data)
-                for name, task in multi_task.tasks.items()
-            }
-        self._shared_input = not isinstance(train_datasets, Mapping)
-        if not self._shared_input:
-            missing = sorted(set(multi_task.tasks) - set(train_datasets))
-            if missing:
-                raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
-        self._train_sources = train_datasets
         self._check_balancing()
         self._diagnostics = self._build_diagnostics()
         # Distributed at the first loop, after a checkpoint may have been restored.
         super().__init__(train_dataset=None, options=trainer_options or orbit.StandardTrainerOptions())
+
+    def _features_to_build(self) -> Dict[str, Any]:
+        """`{task: features spec}` of the tasks whose unbuilt sub-model is built from its data."""
+        names = base_model.tasks_needing_data(self._multi_task_model, list(self._multi_task.tasks))
+        if self._shared_input:
+            return dict.fromkeys(names, model_inputs.features_spec(self._train_sources)) if names else {}
+        return {name: model_inputs.features_spec(self._train_sources[name]) for name in names}
 
     def _check_balancing(self):
         """Refuses weighting / rep_grad / task-weight / data combinations that cannot work."""

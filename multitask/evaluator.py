@@ -8,6 +8,7 @@ import orbit
 import tensorflow as tf
 
 from multitask import base_model
+from multitask import model_inputs
 from multitask import results as results_lib
 from multitask.core import base_task
 
@@ -40,14 +41,12 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
 
         Raises:
           KeyError: A task has no sub-model in `model`.
-          ValueError: The model cannot be built.
+          ValueError: The model cannot be built (see `base_model.ensure_built`).
         """
         self._strategy = tf.distribute.get_strategy()
         self._tasks = list(eval_tasks.values() if hasattr(eval_tasks, "values") else eval_tasks)
         self._model = model
         base_model.check_tasks_in_model(model, [task.name for task in self._tasks])
-        # Variables must exist before a checkpoint is restored into them.
-        base_model.ensure_built(model)
         self._global_step = global_step if global_step is not None else orbit.utils.create_global_step()
         self._checkpoint_exporter = checkpoint_exporter
         checkpoint_items = dict(getattr(model, "checkpoint_items", None) or {})
@@ -71,6 +70,11 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
                 )
                 for task in self._tasks
             }
+        # Variables must exist before a checkpoint is restored into them
+        # (Keras 3 variables miss TF's deferred restoration): sub-models
+        # without Keras inputs are built from their validation data's spec.
+        names = base_model.tasks_needing_data(model, [task.name for task in self._tasks])
+        base_model.ensure_built(model, {name: model_inputs.features_spec(self.eval_datasets[name]) for name in names})
         self._step_fns = {task.name: self._build_step_fn(task) for task in self._tasks}
 
     def _build_step_fn(self, task: base_task.Task):

@@ -9,12 +9,12 @@ the problem, instead of a traceback from inside a traced training loop. Only
 the first batch is checked; later batches are guarded by the trainers'
 non-finite policy (`multitask.nonfinite`).
 """
-import re
 from typing import Iterable, Optional
 
 import tensorflow as tf
 
 from multitask import base_model
+from multitask import errors
 from multitask import input_factory
 from multitask.core import base_task
 
@@ -23,22 +23,12 @@ class DataError(ValueError):
     """A task's dataset does not fit its model (one line)."""
 
 
-def one_line(error: BaseException) -> str:
-    """The informative first line of an exception's message, without TF's decorations."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or [type(error).__name__]
-    line = re.sub(r"\s*\[Op:[^\]]*\].*$", "", lines[0])
-    return re.sub(r"\s+", " ", line).rstrip(".")
-
-
 def _first_batch(dataset, what: str):
     try:
         for batch in dataset.take(1):
             return batch
     except Exception as error:  # pylint: disable=broad-except  (a user pipeline: any error)
-        raise DataError(f"{what}: reading the first batch failed: {one_line(error)}.") from error
+        raise DataError(f"{what}: reading the first batch failed: {errors.one_line(error)}.") from error
     raise DataError(f"{what}: the dataset is empty (no batch; check its size against the global batch size).")
 
 
@@ -48,13 +38,13 @@ def _check_batch(task: base_task.Task, model, inputs, what: str) -> None:
         outputs = model(features, training=False)
     except Exception as error:  # pylint: disable=broad-except
         spec = tf.nest.map_structure(lambda t: f"{t.dtype.name}{list(t.shape)}", features)
-        raise DataError(f"{what}: the features ({spec}) do not fit the model: {one_line(error)}.") from error
+        raise DataError(f"{what}: the features ({spec}) do not fit the model: {errors.one_line(error)}.") from error
     try:
         loss = task.total_loss(labels, outputs, model)
         task.process_metrics(task.build_metrics(training=True), labels, outputs)
     except Exception as error:  # pylint: disable=broad-except
         spec = tf.nest.map_structure(lambda t: f"{t.dtype.name}{list(t.shape)}", labels)
-        raise DataError(f"{what}: the labels ({spec}) do not fit the loss or metrics: {one_line(error)}.") from error
+        raise DataError(f"{what}: the labels ({spec}) do not fit the loss or metrics: {errors.one_line(error)}.") from error
     if not bool(tf.reduce_all(tf.math.is_finite(loss))):
         raise DataError(f"{what}: the loss of the first batch is NaN or Inf (labels out of range, or bad values?).")
 
@@ -76,7 +66,7 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
     """
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        base_model.ensure_built(model)
+        batches = []  # (task, what, batch), in the order they are checked.
         for split in splits:
             if split == "train" and shared_train_data is not None:
                 try:
@@ -98,6 +88,18 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
                     try:
                         dataset = task.build_inputs(config)
                     except Exception as error:  # pylint: disable=broad-except
-                        raise DataError(f"{what}: building the dataset failed: {one_line(error)}.") from error
+                        raise DataError(f"{what}: building the dataset failed: {errors.one_line(error)}.") from error
                     batch = _first_batch(dataset, what)
-                _check_batch(task, base_model.task_model(model, name), batch, what)
+                batches.append((name, what, batch))
+        # As the trainers do: sub-models without Keras inputs are built from their features' spec.
+        needed = set(base_model.tasks_needing_data(model, list(multi_task.tasks)))
+        features = {}
+        for name, _, batch in batches:
+            if name in needed and name not in features:
+                features[name] = tf.nest.map_structure(tf.TensorSpec.from_tensor, base_task.split_inputs(batch)[0])
+        try:
+            base_model.ensure_built(model, features)
+        except ValueError as error:
+            raise DataError(str(error)) from error
+        for name, what, batch in batches:
+            _check_batch(multi_task.tasks[name], base_model.task_model(model, name), batch, what)
