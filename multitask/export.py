@@ -13,55 +13,34 @@ the task names, and reloading rebuilds the trunk and the asked tasks' towers
 from it (so reloading needs this project and the config's plugins), then
 loads the trained weights.
 
-From the command line, the latest checkpoint of a training run:
+`multitask.serving.export_saved_model` writes the same tasks as a
+TensorFlow SavedModel with one signature per task, for serving without Keras.
+
+From the command line, the latest checkpoint of a training run (`--output`,
+`--saved_model` or both; `--import_module` as for the launcher):
 
     python -m multitask.export --experiment=multi_digits --model_dir=/tmp/run \\
-        --tasks=left --output=/tmp/left.keras
+        --tasks=left --output=/tmp/left.keras --saved_model=/tmp/left_served
 
 The run's `params.yaml` (written by the launcher) is applied to the experiment's
-config before `--config_file` and `--params_override`.
+config before `--config_file` and `--params_override`. The model_dir and the
+outputs may be on any filesystem TensorFlow has (`gs://...`).
 """
 import os
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from absl import app
 from absl import flags
+from absl import logging
 import keras
 import tensorflow as tf
 
 from multitask import base_model
+from multitask import errors
+from multitask import model_inputs
+from multitask import paths
 from multitask.modeling import shared_encoder_model
-
-
-def _fresh_inputs(structure, name: Optional[str] = None):
-    """New `keras.Input`s shaped like `structure`'s KerasTensors or TensorSpecs (batch dim free)."""
-    if isinstance(structure, dict):
-        return {key: _fresh_inputs(value, key) for key, value in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_fresh_inputs(value) for value in structure)
-    shape = getattr(structure, "shape", None)
-    if shape is None or len(shape) == 0:
-        raise ValueError(
-            f"inputs: expected keras.Input tensors or tf.TensorSpecs with a batch dimension, got {structure!r}."
-        )
-    dtype = structure.dtype.name if isinstance(structure.dtype, tf.dtypes.DType) else structure.dtype
-    return keras.Input(shape=tuple(shape[1:]), dtype=dtype, name=name)
-
-
-def encoder_inputs(encoder: keras.layers.Layer):
-    """The input structure of a functional or Sequential encoder, else None."""
-    for attribute in ("input", "inputs"):
-        try:
-            value = getattr(encoder, attribute, None)
-        except (AttributeError, ValueError):  # Keras raises these for a never-called layer.
-            continue
-        if value is None:
-            continue
-        if isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        return value
-    return None
 
 
 @keras.saving.register_keras_serializable(package="multitask")
@@ -154,18 +133,18 @@ def subset_model(model: base_model.EncoderHeadsModel, task_names: Sequence[str],
     if isinstance(model, shared_encoder_model.SharedEncoderModel):
         return ConfiguredTasks(model.config.as_dict(), task_names, model=model, name=name)
     if inputs is None:
-        inputs = encoder_inputs(model.encoder)
+        inputs = model_inputs.input_structure(model.encoder)
         if inputs is None:
             raise ValueError(
                 f"The encoder ({type(model.encoder).__name__}) has no Keras inputs: pass "
                 "inputs=keras.Input(...) or tf.TensorSpec structures for its features."
             )
-    base_model.ensure_built(model)
-    inputs = _fresh_inputs(inputs)
+    base_model.ensure_built(model, dict.fromkeys(base_model.tasks_needing_data(model, task_names), inputs))
+    inputs = model_inputs.fresh_inputs(inputs)
     representation = model.encoder(inputs)
     outputs = {}
     for task in task_names:
-        head_inputs = _fresh_inputs(representation)
+        head_inputs = model_inputs.fresh_inputs(representation)
         wrapper = keras.Model(head_inputs, model.heads[task](head_inputs), name=task)
         outputs[task] = wrapper(representation)
     return keras.Model(inputs, outputs, name=name)
@@ -205,60 +184,84 @@ def export_tasks(model: base_model.EncoderHeadsModel, task_names: Sequence[str],
 
 
 def _define_flags():
-    from official.common import flags as tfm_flags  # pylint: disable=g-import-not-at-top
+    from multitask import train  # pylint: disable=g-import-not-at-top
 
-    if "experiment" not in flags.FLAGS:
-        tfm_flags.define_flags()
+    train.define_flags()
     if "tasks" not in flags.FLAGS:
         flags.DEFINE_string("tasks", None, "Comma-separated tasks to export.")
         flags.DEFINE_string("output", None, "The .keras file to write.")
+        flags.DEFINE_string("saved_model", None, "The TensorFlow SavedModel directory to write.")
 
 
-def export_run(experiment: str, model_dir: str, tasks: Sequence[str], output: str,
-               config_file: Sequence[str] = (), params_override: str = "") -> keras.Model:
+def export_run(experiment: str, model_dir: str, tasks: Sequence[str], output: Optional[str] = None,
+               config_file: Sequence[str] = (), params_override: str = "", saved_model: Optional[str] = None,
+               import_module: Sequence[str] = ()) -> List[str]:
     """Restores the latest checkpoint of a training run and exports `tasks`.
 
     Args:
       experiment: The registered experiment the run trained.
       model_dir: The run's directory (checkpoints and, if written by the
-        launcher, `params.yaml`).
+        launcher, `params.yaml`), on any filesystem TensorFlow has.
       tasks: The tasks to export.
-      output: The `.keras` file to write.
+      output: The `.keras` file to write, if any.
       config_file: More YAML overrides, after the run's `params.yaml`.
       params_override: A last override, as for the launcher.
+      saved_model: The SavedModel directory to write (`serving.export_saved_model`), if any.
+      import_module: Modules that register the experiment, as the launcher's `--import_module`.
 
     Returns:
-      The exported model.
+      The paths written.
 
     Raises:
-      train.UsageError: A bad config, no checkpoint in `model_dir`, or bad tasks.
+      train.UsageError: Neither output, a bad config, no checkpoint in
+        `model_dir`, a model that cannot be exported, or bad tasks.
     """
-    # Imported here: they register every experiment, which the library does not need.
+    # Imported here: the launcher's config handling is not needed to export a model in Python.
     from multitask import model_factory  # pylint: disable=g-import-not-at-top
     from multitask import multitask as multitask_lib  # pylint: disable=g-import-not-at-top
+    from multitask import serving  # pylint: disable=g-import-not-at-top
     from multitask import train  # pylint: disable=g-import-not-at-top
 
+    if not output and not saved_model:
+        raise train.UsageError("--output (a .keras file) or --saved_model (a directory) is required.")
+    if output and not str(output).endswith(".keras"):
+        raise train.UsageError(f"--output: {output!r} must end in '.keras' (the Keras saving format).")
+    try:
+        paths.check_filesystem(model_dir, "--model_dir")
+    except paths.FilesystemError as error:
+        raise train.UsageError(str(error)) from error
     saved = os.path.join(model_dir, "params.yaml")
-    files = ([saved] if os.path.isfile(saved) else []) + list(config_file)
+    files = ([saved] if paths.is_file(saved) else []) + list(config_file)
     params = train.parse_params(train.launcher_flags(
-        experiment=experiment, config_file=files, params_override=params_override))
+        experiment=experiment, config_file=files, params_override=params_override,
+        import_module=list(import_module)))
     checkpoint = tf.train.latest_checkpoint(model_dir)
     if checkpoint is None:
         raise train.UsageError(f"--model_dir: no checkpoint in {model_dir!r}.")
-    model = model_factory.build_model(params.task)
-    base_model.ensure_built(model)
-    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
-    inputs = None
-    if isinstance(model, base_model.EncoderHeadsModel) and encoder_inputs(model.encoder) is None:
-        # The features' spec, from a task's own validation data.
-        multi_task = multitask_lib.MultiTask.from_config(params.task)
-        known = [task for task in tasks if task in multi_task.tasks] or list(multi_task.tasks)
-        task = multi_task.tasks[known[0]]
-        inputs = task.build_inputs(task.task_config.validation_data).element_spec[0]
     try:
-        return export_tasks(model, tasks, output, inputs)
+        model = model_factory.build_model(params.task)
+        _check_splittable(model)
+        inputs = None
+        if model_inputs.input_structure(model.encoder) is None:
+            # The features' spec, from a task's own validation data.
+            multi_task = multitask_lib.MultiTask.from_config(params.task)
+            known = [task for task in tasks if task in multi_task.tasks] or list(multi_task.tasks)
+            task = multi_task.tasks[known[0]]
+            inputs = model_inputs.features_spec(task.build_inputs(task.task_config.validation_data))
+        base_model.ensure_built(model, dict.fromkeys(base_model.tasks_needing_data(model, list(model.heads)), inputs))
+    except ValueError as error:
+        raise train.UsageError(f"--experiment {experiment!r}: {errors.one_line(error)}.") from error
+    tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    written = []
+    try:
+        if output:
+            export_tasks(model, tasks, output, inputs)
+            written.append(output)
+        if saved_model:
+            written.append(serving.export_saved_model(model, tasks, saved_model, inputs))
     except (KeyError, ValueError) as error:
-        raise train.UsageError(f"--tasks/--output: {error.args[0]}") from error
+        raise train.UsageError(f"--tasks/--output/--saved_model: {error.args[0]}") from error
+    return written
 
 
 def main(argv):
@@ -267,18 +270,20 @@ def main(argv):
 
     flags_obj = flags.FLAGS
     try:
-        for flag in ("experiment", "model_dir", "tasks", "output"):
+        for flag in ("experiment", "model_dir", "tasks"):
             if not getattr(flags_obj, flag):
                 raise train.UsageError(f"--{flag} is required.")
         tasks = [task.strip() for task in flags_obj.tasks.split(",") if task.strip()]
-        export_run(flags_obj.experiment, flags_obj.model_dir, tasks, flags_obj.output,
-                   flags_obj.config_file or [], flags_obj.params_override or "")
+        written = export_run(flags_obj.experiment, flags_obj.model_dir, tasks, flags_obj.output,
+                             flags_obj.config_file or [], flags_obj.params_override or "",
+                             flags_obj.saved_model, flags_obj.import_module or [])
     except train.UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"Wrote {flags_obj.output} serving {', '.join(tasks)}.")
+    print(f"Wrote {' and '.join(written)} serving {', '.join(tasks)}.")
 
 
 if __name__ == "__main__":
     _define_flags()
+    logging.set_verbosity(logging.WARNING)
     app.run(main)
