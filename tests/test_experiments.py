@@ -21,7 +21,8 @@ from multitask import multitask as multitask_lib
 from multitask import train_lib
 from multitask.core import runtime
 
-EXPERIMENTS = ("shapes", "shapes_interleaving", "shapes_circle_single", "shapes_warm_start", "multi_digits")
+EXPERIMENTS = ("shapes", "shapes_interleaving", "shapes_circle_single", "shapes_warm_start", "multi_digits",
+               "text_tags")
 TINY_TRAINER = dict(
     train_steps=4, steps_per_loop=2, summary_interval=2, checkpoint_interval=2, validation_interval=4
 )
