@@ -72,6 +72,7 @@ def text_tags_arrays(split: str, num_examples: int):
 
 @dataclasses.dataclass
 class TextTagsDataConfig(cfg.DataConfig):
+    dataset: str = "text_tags"
     split: str = "train"
     num_examples: int = 2048
     global_batch_size: int = 32

@@ -3,7 +3,9 @@
 Reads the TensorBoard summaries the trainer and evaluator wrote
 (`MODEL_DIR/train/<task>/` and `MODEL_DIR/validation/<task>/`) and writes
 `MODEL_DIR/report.png`: per-task training loss, and each validation metric
-with one curve per task. MODEL_DIR may be on any filesystem TensorFlow has
+with one curve per task; and `MODEL_DIR/report.md`, the table it prints: per
+task, the last training loss and the last value of each validation metric,
+with their steps. MODEL_DIR may be on any filesystem TensorFlow has
 (`gs://...`): it is read and written through `tf.io.gfile`.
 """
 import os
@@ -58,8 +60,24 @@ def read_task_scalars(directory: str) -> Dict[str, Dict[str, Series]]:
     return tasks
 
 
+def last_values_table(train: Dict[str, Dict[str, Series]], validation: Dict[str, Dict[str, Series]]) -> str:
+    """A Markdown table: per task, the last training loss and validation metrics, with their steps."""
+    metrics = sorted({tag for tags in validation.values() for tag in tags})
+    header = ["task", "step", "training_loss", "validation step"] + metrics
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    for task in sorted(set(train) | set(validation)):
+        loss = train.get(task, {}).get("training_loss")
+        evaluated = validation.get(task, {})
+        cells = [task, str(loss[-1][0]) if loss else "", f"{loss[-1][1]:.4g}" if loss else "",
+                 str(max(series[-1][0] for series in evaluated.values())) if evaluated else ""]
+        cells += [f"{evaluated[metric][-1][1]:.4g}" if metric in evaluated else "" for metric in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def write_report(model_dir: str) -> str:
-    """Writes `model_dir/report.png` and returns its path.
+    """Writes `model_dir/report.png` and `model_dir/report.md`; returns the PNG's path.
 
     Raises:
       ValueError: `model_dir` holds no per-task training summaries, or
@@ -93,6 +111,8 @@ def write_report(model_dir: str) -> str:
     with tf.io.gfile.GFile(path, "wb") as stream:
         figure.savefig(stream, format="png", dpi=100)
     plt.close(figure)
+    with tf.io.gfile.GFile(os.path.join(model_dir, "report.md"), "w") as stream:
+        stream.write(last_values_table(train, validation) + "\n")
     return path
 
 
@@ -103,7 +123,10 @@ def main(argv=None) -> int:
         print("usage: python -m multitask.report MODEL_DIR", file=sys.stderr)
         return 2
     try:
-        print(write_report(argv[0]))
+        png = write_report(argv[0])
+        with tf.io.gfile.GFile(os.path.join(argv[0], "report.md")) as stream:
+            print(stream.read().rstrip())
+        print(png)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
