@@ -286,7 +286,10 @@ class EncoderHeadsModel(MultiTaskBaseModel):
         tensor (a functional encoder's output structure is checked);
         subclasses that apply shared layers after `encode` override it.
         """
-        output = getattr(self.encoder, "output", None) if model_inputs.input_structure(self.encoder) else None
+        try:
+            output = self.encoder.output if model_inputs.input_structure(self.encoder) is not None else None
+        except (AttributeError, ValueError):  # A layer Keras has not called yet.
+            output = None
         if isinstance(output, (dict, list, tuple)):
             raise ValueError(
                 f"trainer.rep_grad balances gradients with respect to one representation tensor; the encoder "
