@@ -27,20 +27,25 @@ config before `--config_file` and `--params_override`. The model_dir and the
 outputs may be on any filesystem TensorFlow has (`gs://...`).
 """
 import os
-import sys
-from typing import List, Optional, Sequence
 
-from absl import app
-from absl import flags
-from absl import logging
-import keras
-import tensorflow as tf
+# TensorFlow's C++ start-up INFO and WARNING lines drown the command's own
+# output; errors still show. Set before TensorFlow is imported; an explicit value wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from multitask import base_model
-from multitask import errors
-from multitask import model_inputs
-from multitask import paths
-from multitask.modeling import shared_encoder_model
+import sys  # noqa: E402
+from typing import List, Optional, Sequence  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from multitask import base_model  # noqa: E402
+from multitask import errors  # noqa: E402
+from multitask import model_inputs  # noqa: E402
+from multitask import paths  # noqa: E402
+from multitask.modeling import shared_encoder_model  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="multitask")

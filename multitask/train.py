@@ -94,7 +94,8 @@ def load_experiment(name: str, modules=()):
         experiments and the installed entry points are always loaded.
 
     Raises:
-      UsageError: A module does not import, or no module registered `name`.
+      UsageError: A module does not import, no module registered `name`, or
+        its config factory raises.
     """
     try:
         plugins.load_experiments(modules)
@@ -102,7 +103,12 @@ def load_experiment(name: str, modules=()):
         raise UsageError(str(error)) from error
     if name not in registered_experiments():
         raise UsageError(plugins.unknown_experiment_message(name))
-    return exp_factory.get_exp_config(name)
+    try:
+        return exp_factory.get_exp_config(name)
+    except Exception as error:  # pylint: disable=broad-except  (user code: any error)
+        raise UsageError(
+            f"--experiment: the config factory of {name!r} failed: {type(error).__name__}: {errors.one_line(error)}."
+        ) from error
 
 
 def _parse_override(text: str, source: str) -> Dict[str, Any]:

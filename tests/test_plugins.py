@@ -108,3 +108,20 @@ def test_an_unknown_module_or_experiment_is_one_line():
     assert ("register it with @exp_factory.register_config_factory('nope') in a module that you import with "
             "--import_module=<module>, or that your package declares under the 'multitask.experiments' "
             "entry-point group.") in message
+
+
+def test_a_failing_config_factory_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "bad_factory.py").write_text(textwrap.dedent('''
+        from official.core import exp_factory
+
+
+        @exp_factory.register_config_factory("bad_factory_experiment")
+        def bad_factory_experiment():
+            raise TypeError("RuntimeConfig.__init__() got an unexpected keyword argument 'seed'")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(train.UsageError) as error:
+        train.parse_params(train.launcher_flags(experiment="bad_factory_experiment", import_module=["bad_factory"]))
+    assert str(error.value) == (
+        "--experiment: the config factory of 'bad_factory_experiment' failed: TypeError: "
+        "RuntimeConfig.__init__() got an unexpected keyword argument 'seed'.")

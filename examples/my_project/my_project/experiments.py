@@ -24,4 +24,5 @@ def interactions() -> configs.MultiTaskExperimentConfig:
             }),
             train_steps=600, steps_per_loop=100, summary_interval=100, validation_interval=200,
             checkpoint_interval=200, validation_steps=-1),
+        runtime=configs.MultiTaskRuntimeConfig(seed=0),  # Reproducible: the same numbers on every run.
     )
