@@ -8,5 +8,8 @@ def one_line(error: BaseException) -> str:
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or [type(error).__name__]
-    line = re.sub(r"\s*\[Op:[^\]]*\].*$", "", lines[0])
+    line = lines[0]
+    if line.endswith(":") and len(lines) > 1:  # e.g. Keras' "... Error encountered:", then the cause.
+        line = f"{line} {lines[1]}"
+    line = re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
     return re.sub(r"\s+", " ", line).rstrip(".")

@@ -3,13 +3,18 @@ import dataclasses
 import hashlib
 import os
 
+from typing import Tuple
+
+import keras
 import pytest
 import tensorflow as tf
 
 from official.core import exp_factory
 from official.core import task_factory
+from official.modeling import hyperparams
 
 from multitask.experiments import shapes
+from multitask import base_model
 from multitask import configs
 from multitask import model_factory
 from multitask import multitask
@@ -72,6 +77,35 @@ for _fault in FAULTS:
     exp_factory.register_config_factory(f"faulty_shapes_{_fault}")(lambda f=_fault: _faulty_experiment(f))
 
 
+@dataclasses.dataclass
+class BrokenModelConfig(hyperparams.Config):
+    task_names: Tuple[str, ...] = shapes.SHAPES
+
+
+class _Broken(keras.Model):
+    """A subclassed sub-model whose first call fails (the features are one tensor, not a dict)."""
+
+    def call(self, features, training=None):
+        return features["points"]
+
+
+@model_factory.register_model_cls(BrokenModelConfig)
+class BrokenModel(base_model.MultiTaskBaseModel):
+    def __init__(self, config, init_checkpoint="", **kwargs):
+        self._names = config.task_names
+        super().__init__(init_checkpoint=init_checkpoint, **kwargs)
+
+    def _instantiate_sub_tasks(self):
+        return {name: _Broken(name=name) for name in self._names}
+
+
+@exp_factory.register_config_factory("shapes_broken_model")
+def _shapes_broken_model():
+    config = shapes.shapes()
+    config.task.model = BrokenModelConfig()
+    return config
+
+
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_bad_data_is_one_line_naming_task_split_and_problem(fault):
     params = _faulty_experiment(fault)
@@ -107,6 +141,12 @@ def test_failed_run_leaves_existing_model_dir_untouched(tmp_path):
             train.run(train.launcher_flags(experiment=f"faulty_shapes_{fault}", model_dir=model_dir,
                                            params_override=TINY))
         assert "\n" not in str(error.value)
+    with pytest.raises(train.UsageError, match=r"^Sub-model of task 'circle' \(_Broken\) failed on its first call, "
+                                               r"on inputs float32\[None, 2\]: .*Error encountered: Only integers.*got "
+                                               r"'points'; fix its call\(\) or build\(\)\.$"):
+        train.run(train.launcher_flags(experiment="shapes_broken_model", model_dir=model_dir, params_override=TINY))
+    with pytest.raises(train.UsageError, match="^--import_module: cannot import 'no_such_module'"):
+        train.run(train.launcher_flags(model_dir=model_dir, params_override=TINY, import_module=["no_such_module"]))
     assert _digest(model_dir) == before
 
 
