@@ -50,6 +50,7 @@ from official.core import task_factory  # noqa: E402
 
 from multitask.experiments import single_task  # noqa: E402
 from multitask import model_selection  # noqa: E402
+from multitask import plugins  # noqa: E402
 from multitask import train  # noqa: E402
 from multitask import weighting  # noqa: E402
 
@@ -127,7 +128,7 @@ def task_names(experiment: str) -> List[str]:
 
 def registered(name: str) -> bool:
     """Whether `name` is a registered experiment."""
-    return name in train.registered_experiments()
+    return name in plugins.registered_experiments()
 
 
 def plan(
@@ -145,7 +146,7 @@ def plan(
         an unknown method.
     """
     if not registered(experiment):
-        raise ValueError(f"experiment is {experiment!r}; registered: {', '.join(train.registered_experiments())}.")
+        raise ValueError(f"experiment is {experiment!r}; registered: {', '.join(plugins.registered_experiments())}.")
     params = exp_factory.get_exp_config(experiment)
     if not hasattr(params.task, "task_routines"):
         raise ValueError(f"experiment {experiment!r} is not a multi-task experiment.")

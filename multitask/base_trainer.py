@@ -6,6 +6,11 @@ one gradient step on their weighted sum (`MultiTask.joint_train_step`). The
 `tf.while_loop`), under whatever `tf.distribute` strategy is current when the
 trainer is created.
 
+Sub-models that Keras has not built yet and that have no Keras `inputs` (plain
+subclassed models) are built when the trainer is created, by one symbolic call
+on inputs shaped like their task's train data (`multitask.model_inputs`), so
+the optimizer is built on every variable before the first step.
+
 Parts of the model may be frozen or unfrozen between `train()` calls
 (`MultiTaskBaseModel.freeze`): the optimizer is built on the frozen variables
 too. The traced loop is specific to the trainable variables and to the task

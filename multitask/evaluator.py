@@ -1,4 +1,10 @@
-"""MultiTaskEvaluator: per-task validation, an orbit AbstractEvaluator."""
+"""MultiTaskEvaluator: per-task validation, an orbit AbstractEvaluator.
+
+Sub-models that Keras has not built yet (plain subclassed models without
+`inputs`) are built when the evaluator is created, from the spec of their
+validation data (`multitask.model_inputs`), so that an evaluation-only job can
+restore a checkpoint into them.
+"""
 import itertools
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
 

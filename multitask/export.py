@@ -144,7 +144,7 @@ def subset_model(model: base_model.EncoderHeadsModel, task_names: Sequence[str],
                 f"The encoder ({type(model.encoder).__name__}) has no Keras inputs: pass "
                 "inputs=keras.Input(...) or tf.TensorSpec structures for its features."
             )
-    base_model.ensure_built(model, dict.fromkeys(base_model.tasks_needing_data(model, task_names), inputs))
+    base_model.ensure_built(model, dict.fromkeys(base_model.tasks_needing_data(model, list(model.heads)), inputs))
     inputs = model_inputs.fresh_inputs(inputs)
     representation = model.encoder(inputs)
     outputs = {}

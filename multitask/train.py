@@ -82,9 +82,6 @@ class UsageError(ValueError):
     """A problem with the command line or the config, reported in one line."""
 
 
-registered_experiments = plugins.registered_experiments
-
-
 def load_experiment(name: str, modules=()):
     """Returns the registered config of experiment `name`.
 
@@ -101,7 +98,7 @@ def load_experiment(name: str, modules=()):
         plugins.load_experiments(modules)
     except plugins.PluginError as error:
         raise UsageError(str(error)) from error
-    if name not in registered_experiments():
+    if name not in plugins.registered_experiments():
         raise UsageError(plugins.unknown_experiment_message(name))
     try:
         return exp_factory.get_exp_config(name)
