@@ -12,7 +12,9 @@ with TensorFlow alone (no Keras, no multitask, no custom layers):
 - named outputs: the task's name, or `<task>_<key>` for each entry of a head
   that returns a dict (`<task>_<i>` for a list);
 - every variable stored once, whatever the number of signatures: the shared
-  encoder is not copied per task.
+  encoder is not copied per task;
+- lookup tables (e.g. a `StringLookup`'s) saved with it, so a model that
+  maps raw strings serves them.
 
 It is written with Keras' `keras.export.ExportArchive`, over the same
 functional subset models as the `.keras` export (`export.subset_model`).
@@ -87,9 +89,13 @@ def export_saved_model(model: base_model.EncoderHeadsModel, task_names: Sequence
     structure = inputs if inputs is not None else model_inputs.input_structure(model.encoder)
     signature = [input_signature(structure)]
     archive = keras.export.ExportArchive()
-    # No archive.track(): the endpoints' variables are saved once each, as
-    # the functions capture them (tracking the Keras layers too would save a
-    # second copy of every variable).
+    # The endpoints' variables are saved once each, as the functions capture
+    # them; tracking the Keras model itself would save a second copy of every
+    # variable. A plain tf.Module over it adds no variables, only lets the
+    # archive find lookup tables (e.g. a StringLookup's) to save with them.
+    tables = tf.Module(name="lookup_tables")
+    tables.model = subset
+    archive.track(tables)
     archive.add_endpoint(DEFAULT_SIGNATURE, _endpoint(subset), input_signature=signature)
     for task in task_names:
         archive.add_endpoint(task, _endpoint(export.subset_model(model, [task], inputs, name=task)),

@@ -67,3 +67,16 @@ def test_bad_requests(tmp_path):
         serving.export_saved_model(model, ["z"], str(tmp_path / "x"))
     with pytest.raises(train.UsageError, match=r"--output \(a .keras file\) or --saved_model \(a directory\)"):
         export.export_run("shapes", str(tmp_path), ["circle"])
+
+
+def test_lookup_tables_are_saved_and_variables_once(tmp_path):
+    """A StringLookup in the encoder: the SavedModel takes raw strings, with TensorFlow alone."""
+    words = keras.Input((1,), dtype="string")
+    ids = keras.layers.StringLookup(vocabulary=["a", "b", "c"])(words)
+    encoder = keras.Model(words, keras.layers.Flatten()(keras.layers.Embedding(5, 3)(ids)), name="encoder")
+    model = base_model.EncoderHeadsModel(encoder, {"t": keras.layers.Dense(1)})
+    loaded = tf.saved_model.load(serving.export_saved_model(model, ["t"], str(tmp_path / "served")))
+    text = np.array([["b"], ["zz"]], dtype=object)
+    np.testing.assert_allclose(loaded.signatures["t"](features=tf.constant(text))["t"], model.sub_tasks["t"](text),
+                               rtol=1e-6)
+    assert len(_stored_variables(str(tmp_path / "served"))) == len(model.variables) == 3
