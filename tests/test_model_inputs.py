@@ -55,7 +55,7 @@ def _tasks():
     return [toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())]
 
 
-def _train(strategy, trainer_type, method, prebuilt, steps=4):
+def _train(strategy, trainer_type, method, prebuilt, steps=4, disabled=()):
     """Trains a fresh SubclassedModel; returns its variables after `steps` steps."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -65,7 +65,7 @@ def _train(strategy, trainer_type, method, prebuilt, steps=4):
                 sub_model(np.zeros((1, 2), np.float32))
         else:
             assert not any(m.built for m in model.sub_tasks.values())
-        task = multitask.MultiTask(_tasks())
+        task = multitask.MultiTask(_tasks(), disabled_tasks=disabled)
         if trainer_type == "joint":
             trainer = base_trainer.MultiTaskBaseTrainer(
                 task, model, keras.optimizers.Adam(0.05),
@@ -91,6 +91,23 @@ def test_lazily_built_sub_models_train_like_prebuilt_ones(trainer_type, method, 
     assert [v.shape for v in lazy] == [(2, 3), (3,), (3, 1), (1,), (3, 1), (1,)]
     for got, want in zip(lazy, by_hand):
         np.testing.assert_array_equal(got, want)
+
+
+def test_lazy_build_under_mixed_precision_with_a_disabled_task():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        lazy = _train(tf.distribute.get_strategy(), "joint", None, prebuilt=False, disabled=("bar",))
+        by_hand = _train(tf.distribute.get_strategy(), "joint", None, prebuilt=True, disabled=("bar",))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(v.dtype == np.float32 for v in lazy)
+    for got, want in zip(lazy, by_hand):
+        np.testing.assert_array_equal(got, want)
+    keras.utils.set_random_seed(0)
+    untrained = SubclassedModel()
+    untrained.build({name: tf.TensorSpec((None, 2)) for name in ("foo", "bar")})
+    np.testing.assert_array_equal(lazy[4], untrained.sub_tasks["bar"].head.kernel.numpy())  # bar stayed off.
+    assert not np.array_equal(lazy[2], untrained.sub_tasks["foo"].head.kernel.numpy())
 
 
 def test_evaluator_builds_then_restores_a_checkpoint(tmp_path):

@@ -55,7 +55,15 @@ def test_names_of_dict_and_list_inputs_and_outputs(tmp_path):
     assert signature.structured_input_signature[1]["meta"].dtype == tf.int32
     assert sorted(signature.structured_outputs) == ["price_mean", "price_scale"]
     assert serving.named_outputs({"t": [1, 2], "u": 3}) == {"t_0": 1, "t_1": 2, "u": 3}
-    assert serving.input_signature([tf.TensorSpec((None, 2))])[0].name == "features_0"
+
+    parts = [keras.Input((2,)), keras.Input((3,))]
+    encoder = keras.Model(parts, keras.layers.Dense(4)(keras.ops.concatenate(parts, axis=-1)), name="list_encoder")
+    model = base_model.EncoderHeadsModel(encoder, {"t": keras.layers.Dense(1)})
+    x = [np.ones((2, 2), np.float32), np.ones((2, 3), np.float32)]
+    loaded = tf.saved_model.load(serving.export_saved_model(model, ["t"], str(tmp_path / "list")))
+    assert sorted(loaded.signatures["t"].structured_input_signature[1]) == ["features_0", "features_1"]
+    served = loaded.signatures["t"](features_0=tf.constant(x[0]), features_1=tf.constant(x[1]))["t"]
+    np.testing.assert_allclose(served, model.sub_tasks["t"](x), rtol=1e-6)
 
 
 def test_bad_requests(tmp_path):
