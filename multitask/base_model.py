@@ -9,7 +9,7 @@ Any part of the model can be frozen and unfrozen between `train()` calls
 (`freeze` / `unfreeze`); the trainers pick the change up at their next loop.
 """
 import abc
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -335,28 +335,24 @@ def optimizer_variables(model) -> List[tf.Variable]:
     return list(model.trainable_variables)
 
 
-def tasks_needing_data(model, task_names: Sequence[str]) -> List[str]:
-    """The tasks whose data `ensure_built` needs: their sub-model is unbuilt and has no Keras inputs.
-
-    With one keras.Model for all tasks, the first task's data builds it.
-    """
-    if isinstance(model, MultiTaskBaseModel):
-        return [name for name in task_names if model_inputs.needs_data(model.sub_tasks[name])]
-    return list(task_names)[:1] if model_inputs.needs_data(model) else []
-
-
-def ensure_built(model, features: Optional[Mapping[str, Any]] = None) -> None:
+def ensure_built(model, task_names: Sequence[str] = (),
+                 features_of: Optional[Callable[[str], Any]] = None) -> None:
     """Creates all variables of `model` before the optimizer is built.
 
     Args:
       model: A `MultiTaskBaseModel` or one keras.Model for all tasks.
-      features: `{task: features spec}` for the models that need their data
-        (`tasks_needing_data`).
+      task_names: The tasks whose data may build it (with one keras.Model,
+        the first task's).
+      features_of: `fn(task) -> features spec` (`model_inputs.features_spec`
+        of the task's data); called only for the tasks of `task_names` whose
+        sub-model is unbuilt and has no Keras inputs.
 
     Raises:
       ValueError: A model that cannot be built (see `MultiTaskBaseModel.build`).
     """
     if isinstance(model, MultiTaskBaseModel):
-        model.build(features)
+        needed = [name for name in task_names if model_inputs.needs_data(model.sub_tasks[name])]
+        model.build({name: features_of(name) for name in needed} if features_of else None)
     else:
-        model_inputs.build_model(model, "The model", next(iter((features or {}).values()), None))
+        features = features_of(task_names[0]) if features_of and task_names and model_inputs.needs_data(model) else None
+        model_inputs.build_model(model, "The model", features)

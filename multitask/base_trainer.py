@@ -172,7 +172,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         # Every variable must exist, and the optimizer must track all of them,
         # before the first traced step (interleaved branches update subsets).
         # Sub-models without Keras inputs are built from their data's spec.
-        base_model.ensure_built(multi_task_model, self._features_to_build())
+        base_model.ensure_built(multi_task_model, list(multi_task.tasks), self._train_features_spec)
         self._weighting = weighting
         self._rep_grad = rep_grad
         # Frozen parts included, so that unfreezing them later needs no rebuild.
@@ -241,12 +241,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         # Distributed at the first loop, after a checkpoint may have been restored.
         super().__init__(train_dataset=None, options=trainer_options or orbit.StandardTrainerOptions())
 
-    def _features_to_build(self) -> Dict[str, Any]:
-        """`{task: features spec}` of the tasks whose unbuilt sub-model is built from its data."""
-        names = base_model.tasks_needing_data(self._multi_task_model, list(self._multi_task.tasks))
-        if self._shared_input:
-            return dict.fromkeys(names, model_inputs.features_spec(self._train_sources)) if names else {}
-        return {name: model_inputs.features_spec(self._train_sources[name]) for name in names}
+    def _train_features_spec(self, name: str):
+        """The spec of task `name`'s train features, which builds its sub-model when Keras has not."""
+        return model_inputs.features_spec(self._train_sources if self._shared_input else self._train_sources[name])
 
     def _check_balancing(self):
         """Refuses weighting / rep_grad / task-weight / data combinations that cannot work."""

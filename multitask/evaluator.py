@@ -79,8 +79,8 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
         # Variables must exist before a checkpoint is restored into them
         # (Keras 3 variables miss TF's deferred restoration): sub-models
         # without Keras inputs are built from their validation data's spec.
-        names = base_model.tasks_needing_data(model, [task.name for task in self._tasks])
-        base_model.ensure_built(model, {name: model_inputs.features_spec(self.eval_datasets[name]) for name in names})
+        base_model.ensure_built(model, [task.name for task in self._tasks],
+                                lambda name: model_inputs.features_spec(self.eval_datasets[name]))
         self._step_fns = {task.name: self._build_step_fn(task) for task in self._tasks}
 
     def _build_step_fn(self, task: base_task.Task):

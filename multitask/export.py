@@ -144,7 +144,7 @@ def subset_model(model: base_model.EncoderHeadsModel, task_names: Sequence[str],
                 f"The encoder ({type(model.encoder).__name__}) has no Keras inputs: pass "
                 "inputs=keras.Input(...) or tf.TensorSpec structures for its features."
             )
-    base_model.ensure_built(model, dict.fromkeys(base_model.tasks_needing_data(model, list(model.heads)), inputs))
+    base_model.ensure_built(model, list(model.heads), lambda name: inputs)
     inputs = model_inputs.fresh_inputs(inputs)
     representation = model.encoder(inputs)
     outputs = {}
@@ -253,7 +253,7 @@ def export_run(experiment: str, model_dir: str, tasks: Sequence[str], output: Op
             known = [task for task in tasks if task in multi_task.tasks] or list(multi_task.tasks)
             task = multi_task.tasks[known[0]]
             inputs = model_inputs.features_spec(task.build_inputs(task.task_config.validation_data))
-        base_model.ensure_built(model, dict.fromkeys(base_model.tasks_needing_data(model, list(model.heads)), inputs))
+        base_model.ensure_built(model, list(model.heads), lambda name: inputs)
     except ValueError as error:
         raise train.UsageError(f"--experiment {experiment!r}: {errors.one_line(error)}.") from error
     tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()

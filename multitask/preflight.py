@@ -92,13 +92,12 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
                     batch = _first_batch(dataset, what)
                 batches.append((name, what, batch))
         # As the trainers do: sub-models without Keras inputs are built from their features' spec.
-        needed = set(base_model.tasks_needing_data(model, list(multi_task.tasks)))
-        features = {}
+        first = {}
         for name, _, batch in batches:
-            if name in needed and name not in features:
-                features[name] = tf.nest.map_structure(tf.TensorSpec.from_tensor, base_task.split_inputs(batch)[0])
+            first.setdefault(name, batch)
         try:
-            base_model.ensure_built(model, features)
+            base_model.ensure_built(model, list(first), lambda name: tf.nest.map_structure(
+                tf.TensorSpec.from_tensor, base_task.split_inputs(first[name])[0]))
         except ValueError as error:
             raise DataError(str(error)) from error
         for name, what, batch in batches:
