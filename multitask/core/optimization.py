@@ -31,17 +31,23 @@ configs is ignored: in Keras 3 the model's compilation decides that.
 
 Anything else (another type, `ema`, a setting Keras 3 cannot reproduce) raises
 a `ValueError` naming the field when the factory is built, before training.
+
+This module holds `OptimizerFactory` and `create_optimizer` (which adds loss
+scaling for float16). The per-type builders they dispatch to live in
+`lr_builders` (learning rates and warmups) and `optimizer_builders`
+(optimizers); the schedules Keras 3 lacks are in `lr_schedule`.
 """
 import math
 import numbers
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import keras
 
 from official.core import config_definitions
 
-from multitask.core import fused_adam
+from multitask.core import lr_builders
 from multitask.core import lr_schedule
+from multitask.core import optimizer_builders
 
 OptimizationConfig = config_definitions.OptimizationConfig
 RuntimeConfig = config_definitions.RuntimeConfig
@@ -51,286 +57,10 @@ LearningRate = lr_schedule.LearningRate
 # Where the optimization config sits in an experiment config; error messages
 # name fields from here so they can be pasted into --params_override.
 _PREFIX = "trainer.optimizer_config"
-_CLIP_FIELDS = ("clipnorm", "clipvalue", "global_clipnorm")
 
-
-def _require(cfg, field: str, *names: str):
-    """Raises a ValueError naming the first of `names` that `cfg` leaves unset."""
-    for name in names:
-        if getattr(cfg, name) is None:
-            raise ValueError(f"{_PREFIX}.{field}.{name} must be set.")
-
-
-def _with_offset(schedule: LearningRateSchedule, offset: int) -> LearningRateSchedule:
-    return lr_schedule.OffsetSchedule(schedule, offset, name=f"{schedule.name}WithOffset") if offset else schedule
-
-
-def _constant_lr(cfg, field):
-    _require(cfg, field, "learning_rate")
-    return float(cfg.learning_rate)
-
-
-def _stepwise_lr(cfg, field):
-    _require(cfg, field, "boundaries", "values")
-    if len(cfg.values) != len(cfg.boundaries) + 1:
-        raise ValueError(
-            f"{_PREFIX}.{field}.values needs one more entry than boundaries; got "
-            f"{len(cfg.values)} values for {len(cfg.boundaries)} boundaries."
-        )
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        boundaries=list(cfg.boundaries), values=[float(v) for v in cfg.values], name=cfg.name
-    )
-    return _with_offset(schedule, cfg.offset)
-
-
-def _exponential_lr(cfg, field):
-    _require(cfg, field, "initial_learning_rate", "decay_steps", "decay_rate")
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        initial_learning_rate=float(cfg.initial_learning_rate),
-        decay_steps=cfg.decay_steps,
-        decay_rate=float(cfg.decay_rate),
-        staircase=bool(cfg.staircase),
-        name=cfg.name,
-    )
-    return _with_offset(schedule, cfg.offset)
-
-
-def _polynomial_lr(cfg, field):
-    _require(cfg, field, "initial_learning_rate", "decay_steps")
-    schedule = keras.optimizers.schedules.PolynomialDecay(
-        initial_learning_rate=float(cfg.initial_learning_rate),
-        decay_steps=cfg.decay_steps,
-        end_learning_rate=float(cfg.end_learning_rate),
-        power=float(cfg.power),
-        cycle=bool(cfg.cycle),
-        name=cfg.name,
-    )
-    return _with_offset(schedule, cfg.offset)
-
-
-def _cosine_lr(cfg, field):
-    _require(cfg, field, "initial_learning_rate", "decay_steps")
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=float(cfg.initial_learning_rate),
-        decay_steps=cfg.decay_steps,
-        alpha=float(cfg.alpha),
-        name=cfg.name,
-    )
-    return _with_offset(schedule, cfg.offset)
-
-
-def _power_lr(cfg, field):
-    _require(cfg, field, "initial_learning_rate")
-    return lr_schedule.DirectPowerDecay(float(cfg.initial_learning_rate), power=float(cfg.power), name=cfg.name)
-
-
-def _power_linear_lr(cfg, field):
-    _require(cfg, field, "initial_learning_rate", "total_decay_steps")
-    return lr_schedule.PowerAndLinearDecay(
-        float(cfg.initial_learning_rate),
-        total_decay_steps=cfg.total_decay_steps,
-        power=float(cfg.power),
-        linear_decay_fraction=float(cfg.linear_decay_fraction),
-        offset=cfg.offset,
-        name=cfg.name,
-    )
-
-
-def _power_with_offset_lr(cfg, field):
-    _require(cfg, field, "initial_learning_rate")
-    return lr_schedule.PowerDecayWithOffset(
-        float(cfg.initial_learning_rate),
-        power=float(cfg.power),
-        offset=cfg.offset,
-        pre_offset_learning_rate=float(cfg.pre_offset_learning_rate),
-        name=cfg.name,
-    )
-
-
-_LR_BUILDERS: Dict[str, Callable[..., LearningRate]] = {
-    "constant": _constant_lr,
-    "stepwise": _stepwise_lr,
-    "exponential": _exponential_lr,
-    "polynomial": _polynomial_lr,
-    "cosine": _cosine_lr,
-    "power": _power_lr,
-    "power_linear": _power_linear_lr,
-    "power_with_offset": _power_with_offset_lr,
-}
-
-
-def _linear_warmup(lr, cfg, field):
-    _require(cfg, field, "warmup_steps")
-    return lr_schedule.LinearWarmup(lr, cfg.warmup_steps, float(cfg.warmup_learning_rate), name=cfg.name)
-
-
-def _polynomial_warmup(lr, cfg, field):
-    _require(cfg, field, "warmup_steps")
-    return lr_schedule.PolynomialWarmUp(lr, cfg.warmup_steps, power=float(cfg.power), name=cfg.name)
-
-
-_WARMUP_BUILDERS: Dict[str, Callable[..., LearningRateSchedule]] = {
-    "linear": _linear_warmup,
-    "polynomial": _polynomial_warmup,
-}
-
-
-def _clip_kwargs(cfg, field: str, **overrides) -> Dict[str, float]:
-    """Returns the clipping arguments `cfg` sets, refusing more than one."""
-    kwargs = {name: getattr(cfg, name) for name in _CLIP_FIELDS if getattr(cfg, name) is not None}
-    kwargs.update({name: value for name, value in overrides.items() if value is not None})
-    if len(kwargs) > 1:
-        raise ValueError(
-            f"Keras 3 optimizers take at most one of clipnorm, clipvalue and global_clipnorm, "
-            f"but {_PREFIX}.{field} sets {', '.join(sorted(kwargs))}."
-        )
-    return {name: float(value) for name, value in kwargs.items()}
-
-
-def _sgd(cfg, lr, field):
-    if getattr(cfg, "decay", 0.0):
-        raise ValueError(
-            f"{_PREFIX}.{field}.decay={cfg.decay} is the legacy tf_keras learning-rate decay, "
-            "which Keras 3 optimizers do not have; set it to 0 and use a learning_rate "
-            "schedule instead."
-        )
-    return keras.optimizers.SGD(
-        learning_rate=lr,
-        momentum=float(cfg.momentum),
-        nesterov=bool(cfg.nesterov),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-def _adam(cfg, lr, field):
-    return fused_adam.FusedAdam(
-        learning_rate=lr,
-        beta_1=float(cfg.beta_1),
-        beta_2=float(cfg.beta_2),
-        epsilon=float(cfg.epsilon),
-        amsgrad=bool(cfg.amsgrad),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-def _adamw(cfg, lr, field):
-    if cfg.include_in_weight_decay and cfg.exclude_from_weight_decay and cfg.weight_decay_rate:
-        raise ValueError(
-            f"{_PREFIX}.{field}.include_in_weight_decay overrides exclude_from_weight_decay in "
-            "Model Garden, which Keras 3's AdamW cannot express; set only "
-            f"{_PREFIX}.{field}.exclude_from_weight_decay."
-        )
-    # Model Garden clips to gradient_clip_norm inside apply_gradients and then
-    # applies the base global_clipnorm: together, a clip to the smaller norm.
-    norms = [n for n in (cfg.global_clipnorm, cfg.gradient_clip_norm) if n is not None and n > 0]
-    if norms and (cfg.clipnorm is not None or cfg.clipvalue is not None):
-        raise ValueError(
-            f"{_PREFIX}.{field}.gradient_clip_norm={cfg.gradient_clip_norm} becomes Keras 3's "
-            "global_clipnorm, which cannot be combined with clipnorm or clipvalue; set "
-            f"{_PREFIX}.{field}.gradient_clip_norm to 0 to use those."
-        )
-    clip = _clip_kwargs(cfg, field, global_clipnorm=min(norms) if norms else None)
-    optimizer = fused_adam.FusedAdamW(
-        learning_rate=lr,
-        weight_decay=float(cfg.weight_decay_rate),
-        beta_1=float(cfg.beta_1),
-        beta_2=float(cfg.beta_2),
-        epsilon=float(cfg.epsilon),
-        amsgrad=bool(cfg.amsgrad),
-        name=cfg.name,
-        **clip,
-    )
-    if cfg.exclude_from_weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=list(cfg.exclude_from_weight_decay))
-    return optimizer
-
-
-def _adamw_experimental(cfg, lr, field):
-    return fused_adam.FusedAdamW(
-        learning_rate=lr,
-        weight_decay=float(cfg.weight_decay),
-        beta_1=float(cfg.beta_1),
-        beta_2=float(cfg.beta_2),
-        epsilon=float(cfg.epsilon),
-        amsgrad=bool(cfg.amsgrad),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-def _rmsprop(cfg, lr, field):
-    return keras.optimizers.RMSprop(
-        learning_rate=lr,
-        rho=float(cfg.rho),
-        momentum=float(cfg.momentum),
-        epsilon=float(cfg.epsilon),
-        centered=bool(cfg.centered),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-def _adagrad(cfg, lr, field):
-    return keras.optimizers.Adagrad(
-        learning_rate=lr,
-        initial_accumulator_value=float(cfg.initial_accumulator_value),
-        epsilon=float(cfg.epsilon),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-def _lamb(cfg, lr, field):
-    for name in ("weight_decay_rate", "exclude_from_weight_decay", "exclude_from_layer_adaptation"):
-        if getattr(cfg, name):
-            raise ValueError(
-                f"{_PREFIX}.{field}.{name}={getattr(cfg, name)!r} is not supported: Model Garden's "
-                "LAMB adds weight decay inside the trust ratio and can skip layer adaptation, "
-                "which keras.optimizers.Lamb cannot reproduce. Leave it unset, or use "
-                "optimizer.type 'adamw'."
-            )
-    return keras.optimizers.Lamb(
-        learning_rate=lr,
-        beta_1=float(cfg.beta_1),
-        beta_2=float(cfg.beta_2),
-        epsilon=float(cfg.epsilon),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-def _adafactor_keras(cfg, lr, field):
-    # Like Model Garden, the factory's learning rate replaces cfg.learning_rate.
-    return keras.optimizers.Adafactor(
-        learning_rate=lr,
-        beta_2_decay=float(cfg.beta_2_decay),
-        epsilon_1=float(cfg.epsilon_1),
-        epsilon_2=float(cfg.epsilon_2),
-        clip_threshold=float(cfg.clip_threshold),
-        relative_step=bool(cfg.relative_step),
-        name=cfg.name,
-        **_clip_kwargs(cfg, field),
-    )
-
-
-_OPTIMIZER_BUILDERS: Dict[str, Callable[..., keras.optimizers.Optimizer]] = {
-    "sgd": _sgd,
-    "sgd_experimental": _sgd,
-    "adam": _adam,
-    "adam_experimental": _adam,
-    "adamw": _adamw,
-    "adamw_experimental": _adamw_experimental,
-    "rmsprop": _rmsprop,
-    "adagrad": _adagrad,
-    "lamb": _lamb,
-    "adafactor_keras": _adafactor_keras,
-}
-
-SUPPORTED_OPTIMIZERS = tuple(sorted(_OPTIMIZER_BUILDERS))
-SUPPORTED_LEARNING_RATES = tuple(sorted(_LR_BUILDERS))
-SUPPORTED_WARMUPS = tuple(sorted(_WARMUP_BUILDERS))
+SUPPORTED_OPTIMIZERS = tuple(sorted(optimizer_builders.OPTIMIZERS))
+SUPPORTED_LEARNING_RATES = tuple(sorted(lr_builders.LEARNING_RATES))
+SUPPORTED_WARMUPS = tuple(sorted(lr_builders.WARMUPS))
 
 
 def _check_type(value: Optional[str], field: str, supported) -> str:
@@ -402,9 +132,11 @@ class OptimizerFactory:
         Raises:
           ValueError: If a field the schedule needs is unset.
         """
-        lr = _LR_BUILDERS[self._lr_type](self._lr_config, f"learning_rate.{self._lr_type}")
+        lr = lr_builders.LEARNING_RATES[self._lr_type](self._lr_config, f"{_PREFIX}.learning_rate.{self._lr_type}")
         if self._warmup_config is not None:
-            lr = _WARMUP_BUILDERS[self._warmup_type](lr, self._warmup_config, f"warmup.{self._warmup_type}")
+            lr = lr_builders.WARMUPS[self._warmup_type](
+                lr, self._warmup_config, f"{_PREFIX}.warmup.{self._warmup_type}"
+            )
         return lr
 
     def build_optimizer(
@@ -447,8 +179,8 @@ class OptimizerFactory:
           TypeError: If `postprocessor` returns something else than a Keras 3
             optimizer.
         """
-        optimizer = _OPTIMIZER_BUILDERS[self._optimizer_type](
-            self._optimizer_config, lr, f"optimizer.{self._optimizer_type}"
+        optimizer = optimizer_builders.OPTIMIZERS[self._optimizer_type](
+            self._optimizer_config, lr, f"{_PREFIX}.optimizer.{self._optimizer_type}"
         )
         if postprocessor is not None:
             optimizer = postprocessor(optimizer)
