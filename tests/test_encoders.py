@@ -96,7 +96,7 @@ def test_multimodal_input_errors():
         encoder({"x": np.zeros((1, 4), np.float32), "y": np.zeros((1, 3), np.float32)})
     with pytest.raises(ValueError, match="fusion is 'sum'"):
         encoders.MultimodalEncoder(MODALITIES, fusion="sum")
-    with pytest.raises(ValueError, match="Unknown encoder type 'mpl'"):
+    with pytest.raises(ValueError, match="Unknown encoder 'mpl'; registered: .*mlp"):
         encoders.MultimodalEncoder({"x": {"type": "mpl"}})
 
 

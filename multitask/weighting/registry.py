@@ -1,23 +1,29 @@
-"""The registry of weighting methods: `register_weighting` and `get_weighting`."""
-import inspect
-from typing import Callable, Dict, List, Type
+"""The registry of weighting methods: `WEIGHTINGS`, `register_weighting` and `get_weighting`.
 
+`WEIGHTINGS` is a `multitask.registry.Registry`, the mechanism the encoders,
+heads and architectures use too; the functions here are the weighting API
+on top of it.
+"""
+from typing import Callable, List, Type
+
+from multitask import registry
 from multitask.weighting import base
 
-_REGISTRY: Dict[str, Type[base.Weighting]] = {}
+WEIGHTINGS = registry.Registry("weighting")
+# Arguments of every method's constructor that are not hyper-parameters.
+RESERVED_ARGUMENTS = ("num_tasks", "name")
 
 
 def register_weighting(name: str) -> Callable[[Type[base.Weighting]], Type[base.Weighting]]:
-    """Class decorator registering a `Weighting` under `name`.
+    """Class decorator registering a `Weighting` under `name`; sets its `registered_name`.
 
     Raises:
       KeyError: `name` is already registered.
     """
+    register = WEIGHTINGS.register(name)
 
     def decorator(cls):
-        if name in _REGISTRY:
-            raise KeyError(f"Weighting {name!r} is already registered ({_REGISTRY[name].__name__}).")
-        _REGISTRY[name] = cls
+        register(cls)
         cls.registered_name = name
         return cls
 
@@ -26,7 +32,7 @@ def register_weighting(name: str) -> Callable[[Type[base.Weighting]], Type[base.
 
 def known_weightings() -> List[str]:
     """The registered names, sorted."""
-    return sorted(_REGISTRY)
+    return WEIGHTINGS.names
 
 
 def weighting_class(name: str) -> Type[base.Weighting]:
@@ -35,9 +41,7 @@ def weighting_class(name: str) -> Type[base.Weighting]:
     Raises:
       ValueError: An unknown name (the message lists the known ones).
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown weighting {name!r}; known: {', '.join(known_weightings())}.")
-    return _REGISTRY[name]
+    return WEIGHTINGS.lookup(name)
 
 
 def needs_rep_grad(name: str) -> bool:
@@ -47,9 +51,14 @@ def needs_rep_grad(name: str) -> bool:
 
 
 def hyperparameters(name: str) -> List[str]:
-    """The keyword arguments weighting `name` accepts besides num_tasks."""
-    signature = inspect.signature(_REGISTRY[name].__init__)
-    return [p for p in signature.parameters if p not in ("self", "num_tasks", "name")]
+    """The keyword arguments weighting `name` accepts besides num_tasks, in order.
+
+    A constructor with `**kwargs` takes any; only its named ones are listed.
+
+    Raises:
+      ValueError: An unknown name (the message lists the known ones).
+    """
+    return [a for a in WEIGHTINGS.arguments(name) or () if a not in RESERVED_ARGUMENTS]
 
 
 def get_weighting(name: str, num_tasks: int, **kwargs) -> base.Weighting:
@@ -67,7 +76,7 @@ def get_weighting(name: str, num_tasks: int, **kwargs) -> base.Weighting:
     cls = weighting_class(name)
     allowed = hyperparameters(name)
     unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
+    if unknown and WEIGHTINGS.arguments(name) is not None:  # None: the constructor takes **kwargs.
         raise ValueError(
             f"weighting {name!r} has no hyper-parameter {', '.join(unknown)}; "
             f"it takes: {', '.join(allowed) or 'none'}."
