@@ -8,15 +8,14 @@ gradients). Sampling happens outside the replica function, so every
 replica and worker trains the same task.
 
 Task control: the sampler's distribution is restricted to the active tasks
-(`MultiTask.control` flags of the loop plan's gated tasks, read in the
-graph), so a disabled task is never sampled (toggling traces each distinct
-`task_control.LoopPlan` once); a step with no active task trains
-nothing. A sampler that uses the weights (`TaskSampler.uses_weights`) samples
+of the loop's `task_control.LoopPlan` (fixed for each stretch of a loop, as in
+the joint trainer), so a task that is off is never sampled and its step is
+not even traced; a step with no active task trains nothing. A sampler that uses the weights (`TaskSampler.uses_weights`) samples
 with the current `TaskControl` sampling-weight variables, read in the graph,
 so `set_sampling_weight` takes effect at the next step without retracing (and
 the weights are logged as "sampling_weight"). A task's
 `learning_rate_multiplier` scales every update its step makes (shared and own
-variables) through `task_control.UpdateGuard`.
+variables) through `training.update_guard.UpdateGuard`.
 """
 import functools
 from typing import Any, Dict, Mapping, Optional, Union
@@ -30,8 +29,8 @@ import tensorflow as tf
 from multitask import base_model
 from multitask import base_trainer
 from multitask import multitask as multitask_lib
-from multitask import task_control
 from multitask import task_sampler as sampler_lib
+from multitask.training import update_guard
 
 
 @gin.configurable
@@ -114,7 +113,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         all_variables = base_model.optimizer_variables(self._multi_task_model)
         self._task_optimizers = {}
         for name, task_optimizer in (task_optimizers or {}).items():
-            if base_trainer._needs_loss_scaling() and not isinstance(  # pylint: disable=protected-access
+            if base_trainer.needs_loss_scaling() and not isinstance(
                     task_optimizer, keras.optimizers.LossScaleOptimizer):
                 task_optimizer = keras.optimizers.LossScaleOptimizer(task_optimizer)
             task_optimizer.build(_task_variables(multi_task_model, name, all_variables))
@@ -122,16 +121,16 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         if self._task_optimizers:
             self._checkpoint.task_optimizers = self._task_optimizers
         self._task_guards = {
-            name: task_control.UpdateGuard(
+            name: update_guard.UpdateGuard(
                 self.task_optimizer(name), {name: _task_variables(self._multi_task_model, name, all_variables)},
                 all_variables,
             )
             for name in multi_task.tasks
         }
 
-    def _guarded_groups(self, plan: task_control.LoopPlan) -> frozenset:
-        """Only scaled tasks: an inactive task is never sampled, so never updated."""
-        return plan.scaled
+    def _guarded_groups(self, plan) -> frozenset:
+        """The active tasks whose updates are scaled (each task's step guards its own)."""
+        return plan.scaled & set(plan.active)
 
     @property
     def _logs_sampling_weights(self) -> bool:
@@ -161,7 +160,7 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
 
         def step_fn(inputs):
             logs = task.train_step(
-                self.task_inputs(inputs, [name])[name],
+                self._inputs.task_inputs(inputs, [name])[name],
                 model=model,
                 optimizer=self.task_optimizer(name),
                 metrics=self._training_metrics[name],
@@ -172,9 +171,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
 
         guard = self._task_guards[name]
         # The snapshot copies the sub-model's variables: only a scaled task takes it.
-        before = guard.snapshot([name] if name in self._plan.scaled else [])
+        before = guard.snapshot([name] if name in self._guarded else [])
         with self._nonfinite.guarding(self.task_optimizer(name)):
-            flags = self._strategy.run(self.compiled(step_fn), args=(self.next_inputs(iterator_map, [name]),))
+            flags = self._strategy.run(self.compiled(step_fn), args=(self._inputs.next(iterator_map, [name]),))
         self._nonfinite.record(flags, self._global_step + 1)
         if before:
             guard.apply(before, {name: self._multi_task.control.learning_rate_multiplier(name)})
@@ -184,17 +183,17 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
 
     def train_step(self, iterator_map):
         """Samples an active task for this global step and trains it."""
-        names = list(self._multi_task.tasks)
+        names, active = list(self._multi_task.tasks), self._plan.active
         control = self._multi_task.control
         kwargs = {"weights": control.sampling_weight_vector()} if self._task_sampler.uses_weights else {}
-        index, any_active = self._task_sampler.task_index(
-            self._global_step, self._sampling_seed, control.active_mask(self._global_step, self._plan.gated),
-            **kwargs
-        )
-        # Index len(names) (no active task) trains nothing.
-        index = tf.where(any_active, index, len(names))
-        branches = [functools.partial(self._task_step, name, iterator_map) for name in names]
-        tf.switch_case(index, branches + [lambda: None])
+        if active:
+            mask = tf.constant([name in active for name in names])
+            index, any_task = self._task_sampler.task_index(self._global_step, self._sampling_seed, mask, **kwargs)
+            # Index len(names): every active task weighs 0, nothing trains. An
+            # inactive task's branch is never taken, so it is not traced.
+            branches = [functools.partial(self._task_step, name, iterator_map) if name in active else _no_step
+                        for name in names]
+            tf.switch_case(tf.where(any_task, index, len(names)), branches + [_no_step])
         self._global_step.assign_add(1)
 
     def train_loop_end(self) -> Dict[str, Any]:
@@ -207,6 +206,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         for name, task_optimizer in self._task_optimizers.items():
             result[name]["learning_rate"] = float(task_optimizer.learning_rate.numpy())
         return result
+
+
+def _no_step() -> None:
+    """The branch of a step that trains no task."""
 
 
 def _task_variables(model, task_name: str, optimizer_variables) -> list:

@@ -8,9 +8,10 @@ from official.core import config_definitions
 from official.core import task_factory
 
 from multitask import configs
-from multitask import joint_step
 from multitask import task_control
+from multitask import weighting
 from multitask.core import base_task
+from multitask.training import joint_step
 
 
 def build_task(task_config, name: str, logging_dir: Optional[str] = None) -> base_task.Task:
@@ -125,6 +126,7 @@ class MultiTask(tf.Module):
             disabled_tasks=disabled_tasks,
             active_steps=active_steps,
         )
+        self._default_weighting = weighting.get_weighting("static", len(task_map))
 
     @classmethod
     def from_config(cls, config: configs.MultiTaskConfig, logging_dir: Optional[str] = None):
@@ -205,47 +207,39 @@ class MultiTask(tf.Module):
         """Creates the Keras 3 optimizer shared by all tasks."""
         return base_task.Task.create_optimizer(optimizer_config, runtime_config)
 
+    @property
+    def default_weighting(self) -> weighting.Weighting:
+        """The weighting of a joint step given none: `static` with unit weights (the plain weighted sum)."""
+        return self._default_weighting
+
     def joint_train_step(self, task_inputs, multi_task_model, optimizer, task_metrics,
-                         shared_features=None, global_step=None, active=None, **kwargs):
-        """One gradient step on the weighted sum of every active task's loss.
+                         shared_features=None, global_step=None, **kwargs):
+        """One gradient step on the sum of `loss_weight * loss` over the tasks of `task_inputs`.
 
         Each task's loss is `Task.total_loss` on the task's own batch (its data
-        loss plus its sub-model's layer losses). Shared layers' regularization
-        losses thus enter once per task that uses them, weighted like the task.
-        A disabled task's forward pass, loss and metrics are skipped
-        (`tf.cond` on its flag); its variables still receive a zero gradient,
-        which the trainer's `task_control.UpdateGuard` undoes.
+        loss plus its sub-model's layer losses), so shared layers'
+        regularization losses enter once per task that uses them, weighted
+        like the task. The trainers call `training.joint_step.train_step`,
+        which this is with the default weighting.
 
         Args:
-          task_inputs: `{task_name: (features, labels)}`, one batch per task.
+          task_inputs: `{task_name: (features, labels)}`, one batch per task
+            that trains (the others take no forward or backward pass).
           multi_task_model: A `MultiTaskBaseModel`, or one keras.Model for all.
           optimizer: A Keras 3 optimizer built on the model's variables.
           task_metrics: `{task_name: [metrics]}`.
           shared_features: The features every task reads, when they share them;
             an `EncoderHeadsModel` then runs its encoder once for all tasks.
           global_step: The step at which the loss-weight schedules are read.
-          active: Optional `TaskControl.activity(global_step, gated)`: the
-            tasks known to be active skip the `tf.cond` (by default every
-            task's flag is read in the graph).
           **kwargs: Passed to each task's `process_metrics`.
 
         Returns:
-          `{task_name: loss, ..., "total_loss": weighted sum}`, unscaled (a
-          disabled task's loss is 0).
+          `{task_name: loss, ..., "total_loss": weighted sum}`, unscaled.
         """
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            losses = joint_step.gated_task_losses(
-                self, task_inputs, multi_task_model, task_metrics, shared_features, global_step, active, **kwargs
-            )
-            total_loss = tf.add_n([self._control.loss_weight(name, global_step) * loss
-                                   for name, loss in losses.items()])
-            scaled_loss = optimizer.scale_loss(total_loss / replicas)
-        variables = multi_task_model.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        losses["total_loss"] = total_loss
-        return losses
+        logs = joint_step.train_step(self, self._default_weighting, task_inputs, multi_task_model, optimizer,
+                                     task_metrics, global_step, shared_features=shared_features, **kwargs)
+        del logs["weights"]
+        return logs
 
 
 def as_multi_task(task) -> MultiTask:

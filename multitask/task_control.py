@@ -1,18 +1,15 @@
-"""Runtime task control: per-task knobs held in variables, and guarded updates.
+"""Runtime task control: per-task knobs held in variables, and the plan of each loop.
 
 `TaskControl` holds, for every task of a `MultiTask`, the knobs a run can
 change between training loops without rebuilding anything:
 
-- `active`: a boolean `tf.Variable`. The trained graph reads it (through
-  `tf.cond` / `tf.switch_case`) for the tasks the loop's plan gates (see
-  below), so `enable` / `disable` take effect at the next step. An optional
-  step window `[start_step, stop_step)` (from config) further restricts when the task
-  trains, checked against the global step inside the graph, so a task can
-  join or leave at an exact step.
+- `active`: a boolean `tf.Variable`; `enable` / `disable` take effect at the
+  next loop (see below). An optional step window `[start_step, stop_step)`
+  (from config) further restricts when the task trains, to the exact step.
 - `loss_weight`: a float `tf.Variable` (the joint trainer's loss weight),
   optionally multiplied by a schedule over the global step.
 - `learning_rate_multiplier`: a float `tf.Variable` scaling the updates of
-  the task's variables (see `UpdateGuard`).
+  the task's variables (see `training.update_guard`).
 - `sampling_weight`: a float `tf.Variable`, the interleaving sampler's weight.
   The samplers that use weights (proportional, annealing) compute their
   distribution from the variables inside the traced step, so
@@ -21,26 +18,18 @@ change between training loops without rebuilding anything:
 All variables are tracked by the module, so a trainer's checkpoint that holds
 the `TaskControl` saves and restores them.
 
-`UpdateGuard` keeps the optimizer from touching what it must not touch: it
-snapshots a group of variables (and their optimizer slots) before a step, and
-afterwards scales each group's update by its multiplier, restoring the group
-and its slots entirely when the multiplier is 0 (a disabled task). Restoring
-is needed because stateful optimizers (Adam's moments, momentum, weight decay)
-move a variable even when its gradient is zero.
-
-That bookkeeping costs a copy of the guarded variables and a `tf.cond` per
-task every step, which the common case (every task on, every multiplier 1)
-does not need. The knobs only change between training loops (they are
-assigned eagerly), so a trainer reads `TaskControl.loop_plan()` when a loop
-starts: the tasks whose activity the loop must read in the graph (`gated`:
-disabled now, or with a step window) and those whose updates it must scale
-(`scaled`: multiplier not 1 now). The traced loop handles exactly those; the
-others run as plain, always-on tasks. Trainers keep one traced loop per plan,
-so toggling a task back and forth traces each distinct plan once, and a
-multiplier that moves between values other than 1 (or a loss or sampling
-weight that changes) retraces nothing.
+A trainer reads the knobs that decide which tasks train when a loop starts
+(they are assigned eagerly, between loops): `loop_plan(step)` gives the tasks
+that train from `step` on (flag set and inside their step window) and those
+whose updates must be scaled (multiplier not 1), and `steps_until_change(step)`
+how many steps that plan holds before a step window opens or closes. The
+trainers cut a loop at those boundaries and trace one step per plan, so a
+task that is off takes no forward or backward pass at all, and a task that is
+on reads no flag in the graph. Toggling a task back and forth traces each
+distinct plan once; a multiplier that moves between values other than 1 (or a
+loss or sampling weight that changes) retraces nothing.
 """
-from typing import AbstractSet, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -103,18 +92,17 @@ def validate_schedule(schedule, field: str) -> None:
 
 
 class LoopPlan(NamedTuple):
-    """What a traced training loop must handle, fixed when the loop starts.
+    """What a traced stretch of a training loop trains, fixed when it starts.
 
     Attributes:
-      gated: The tasks that may be inactive during the loop (disabled now, or
-        with a step window): the loop reads their activity in the graph. The
-        other tasks are active throughout the loop.
+      active: The tasks that train at every step of the stretch, in task
+        order; the others take no step at all.
       scaled: The tasks whose learning-rate multiplier is not 1 now: the loop
         scales their updates (reading the multiplier variables, so a new
         value other than 1 needs no new plan).
     """
 
-    gated: frozenset
+    active: Tuple[str, ...]
     scaled: frozenset
 
 
@@ -220,40 +208,31 @@ class TaskControl(tf.Module):
         self._control_used = True
         self.active[self._index(name)].assign(False)
 
-    def is_active(self, name: str, step=None) -> tf.Tensor:
-        """Whether task `name` trains at `step`: its flag and its step window (a boolean tensor)."""
-        flag = self.active[self._index(name)].read_value()
+    def is_active(self, name: str, step: Optional[int] = None) -> bool:
+        """Whether task `name` trains at `step` (read eagerly): its flag and, given a step, its window."""
+        if not bool(self.active[self._index(name)].numpy()):
+            return False
         if step is None or name not in self._windows:
-            return flag
+            return True
         start, stop = self._windows[name]
-        step = tf.cast(step, tf.int64)
-        inside = step >= start if stop is None else tf.logical_and(step >= start, step < stop)
-        return tf.logical_and(flag, inside)
+        return start <= int(step) and (stop is None or int(step) < stop)
 
-    def loop_plan(self) -> LoopPlan:
-        """The plan of a loop starting now (reads the flags and multipliers eagerly)."""
-        gated = [name for name, flag in zip(self._names, self.active)
-                 if name in self._windows or not bool(flag.numpy())]
+    def loop_plan(self, step: int = 0) -> LoopPlan:
+        """The plan of a loop starting at global step `step` (reads the flags and multipliers eagerly)."""
+        active = tuple(name for name in self._names if self.is_active(name, step))
         scaled = [name for name, multiplier in zip(self._names, self.learning_rate_multipliers)
                   if float(multiplier.numpy()) != 1.0]
-        return LoopPlan(frozenset(gated), frozenset(scaled))
+        return LoopPlan(active, frozenset(scaled))
 
-    def activity(self, step, gated: AbstractSet[str]) -> Dict[str, Union[bool, tf.Tensor]]:
-        """`{task: activity at step}`: `is_active` for the `gated` tasks, `True` (a Python bool) for the others."""
-        return {name: self.is_active(name, step) if name in gated else True for name in self._names}
+    def steps_until_change(self, step: int) -> Optional[int]:
+        """Steps from `step` until a task's step window opens or closes; None if none will."""
+        boundaries = [edge for start, stop in self._windows.values() for edge in (start, stop)
+                      if edge is not None and edge > int(step)]
+        return min(boundaries) - int(step) if boundaries else None
 
     def active_tasks(self) -> List[str]:
         """The names of the enabled tasks (read eagerly)."""
         return [name for name, flag in zip(self._names, self.active) if bool(flag.numpy())]
-
-    def active_mask(self, step=None, gated: Optional[AbstractSet[str]] = None) -> tf.Tensor:
-        """`[T]` booleans in task order: `is_active` of every task at `step`.
-
-        With `gated` (a `LoopPlan`'s), only those tasks' flags are read; the
-        others are taken as active.
-        """
-        activity = self.activity(step, self._names if gated is None else gated)
-        return tf.stack([tf.constant(True) if flag is True else flag for flag in activity.values()])
 
     @property
     def sampling_weights(self) -> Dict[str, float]:
@@ -332,88 +311,3 @@ class TaskControl(tf.Module):
                 logs["active"] = tf.cast(self.active[i].read_value(), tf.float32)
             result[name] = logs
         return result
-
-
-def _slot_prefix(variable) -> str:
-    return getattr(variable, "path", variable.name).replace("/", "_") + "_"
-
-
-def optimizer_slots(optimizer, variables, all_variables) -> List[tf.Variable]:
-    """The optimizer variables that belong to `variables` (Adam's moments, momenta, ...).
-
-    Keras 3 names a slot `<variable path with "/" as "_">_<slot name>`
-    (`Optimizer.add_variable_from_reference`); a slot belongs to the variable
-    of `all_variables` with the longest such prefix.
-
-    Raises:
-      ValueError: Two of `all_variables` have the same path, so a slot of
-        one of `variables` cannot be attributed.
-    """
-    wanted = {id(v) for v in variables}
-    prefixes = {}
-    for variable in all_variables:
-        prefixes.setdefault(_slot_prefix(variable), []).append(variable)
-    slots = []
-    for slot in optimizer.variables:
-        name = slot.name
-        owners = max(((p, vs) for p, vs in prefixes.items() if name.startswith(p)),
-                     key=lambda item: len(item[0]), default=(None, []))[1]
-        if any(id(v) in wanted for v in owners):
-            if len(owners) > 1:
-                raise ValueError(
-                    f"Optimizer variable {slot.path!r} may belong to any of {len(owners)} variables "
-                    f"with path {owners[0].path!r}; give their layers distinct names."
-                )
-            slots.append(slot)
-    return slots
-
-
-class UpdateGuard:
-    """Scales or undoes one step's updates of groups of variables.
-
-    Call `snapshot()` before the step and `apply(before, factors)` after it,
-    both in cross-replica context (outside `strategy.run`).
-    """
-
-    def __init__(self, optimizer, groups: Mapping[str, Sequence[tf.Variable]], all_variables):
-        """Creates the guard.
-
-        Args:
-          optimizer: The Keras 3 optimizer (built).
-          groups: `{group: variables}`; a group's variables and their
-            optimizer slots are guarded together.
-          all_variables: Every variable the optimizer updates (to attribute slots).
-        """
-        self._groups = {name: list(variables) for name, variables in groups.items() if variables}
-        self._slots = {
-            name: optimizer_slots(optimizer, variables, all_variables) for name, variables in self._groups.items()
-        }
-
-    def snapshot(self, groups: Iterable[str]) -> Dict[str, List[tf.Tensor]]:
-        """Copies the variables and slots of `groups` (those without variables are left out)."""
-        return {
-            name: [tf.identity(v) for v in self._groups[name] + self._slots[name]]
-            for name in groups if name in self._groups
-        }
-
-    def apply(self, before, factors: Mapping[str, tf.Tensor]) -> None:
-        """Makes the update of each group in `before` `factor` times the optimizer's.
-
-        A factor of 0 restores the group's variables and slots to `before`;
-        a factor of 1 leaves the step as the optimizer made it.
-        """
-        for name, saved in before.items():
-            factor = tf.cast(factors[name], tf.float32)
-            variables = self._groups[name]
-            slots = self._slots[name]
-
-            def scale(variables=variables, saved=saved, slots=slots, factor=factor):
-                for variable, old in zip(variables, saved):
-                    f = tf.cast(factor, variable.dtype)
-                    variable.assign(old + f * (tf.identity(variable) - old))
-                restore = tf.equal(factor, 0.0)
-                for slot, old in zip(slots, saved[len(variables):]):
-                    slot.assign(tf.where(restore, old, tf.identity(slot)))
-                return tf.constant(True)
-
-            tf.cond(tf.not_equal(factor, 1.0), scale, lambda: tf.constant(False))

@@ -7,7 +7,7 @@ import tensorflow as tf
 import toy
 from multitask import base_model
 from multitask import base_trainer
-from multitask import joint_step
+from multitask.training import gradients
 from multitask import multitask
 from multitask import weighting
 from multitask.weighting import base as weighting_base
@@ -154,28 +154,47 @@ def test_parameter_only_and_representation_only_methods_are_refused():
                     _run(tf.distribute.get_strategy(), method, rep_grad=rep_grad, steps=0)
 
 
-def test_task_weights_with_a_weighting_are_refused():
-    with pytest.raises(ValueError, match="task_weight .* would be ignored"):
-        tasks = multitask.MultiTask(
-            [toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())], task_weights={"bar": 3.0}
-        )
-        base_trainer.MultiTaskBaseTrainer(
-            tasks, _model(), keras.optimizers.SGD(0.1), weighting=weighting.get_weighting("ew", 2)
-        )
+def test_loss_weights_scale_each_loss_before_the_method(two_cpu_strategy):
+    """A loss weight multiplies its task's loss before the method: EW (one backward pass,
+    or balancing representation gradients) then makes the plain weighted step."""
+
+    def weighted_run(strategy, method=None, rep_grad=False):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            tasks = multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())],
+                                        task_weights={"bar": 3.0})
+            model = _model()
+            model.build()
+            trainer = base_trainer.MultiTaskBaseTrainer(
+                tasks, model, keras.optimizers.SGD(0.05), train_datasets=_shared_data(), rep_grad=rep_grad,
+                weighting=weighting.get_weighting(method, 2) if method else None)
+        logs = trainer.train(tf.constant(3))
+        return [v.numpy() for v in model.trainable_variables], logs
+
+    plain, plain_logs = weighted_run(tf.distribute.get_strategy())
+    _, unweighted, _, _ = _run(tf.distribute.get_strategy())
+    assert not np.allclose(plain[0], unweighted[0])
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+        for rep_grad in (False, True):
+            after, logs = weighted_run(strategy, "ew", rep_grad)
+            for a, b in zip(plain, after):
+                np.testing.assert_allclose(a, b, atol=1e-6)
+            assert logs["bar"]["loss_weight"] == pytest.approx(3.0)
+            assert logs["bar"]["training_loss"] == pytest.approx(plain_logs["bar"]["training_loss"], rel=1e-5)
 
 
 def test_split_variables_finds_shared_and_task_variables():
     model = _model()
     model.build()
-    shared, specific = joint_step.split_variables(model, ["foo", "bar"])
+    shared, specific = gradients.split_variables(model, ["foo", "bar"])
     assert {id(v) for v in shared} == {id(v) for v in model.encoder.trainable_variables}
     assert {id(v) for v in specific["bar"]} == {id(v) for v in model.heads["bar"].trainable_variables}
     single = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    everything, none = joint_step.split_variables(single, ["foo"])
+    everything, none = gradients.split_variables(single, ["foo"])
     assert len(everything) == 2 and none == {"foo": []}
 
 
 def test_gradient_diagnostics_closed_form():
-    norms, cosines = joint_step.gradient_diagnostics(tf.constant([[3.0, 4.0], [0.0, -2.0]]))
+    norms, cosines = gradients.gradient_diagnostics(tf.constant([[3.0, 4.0], [0.0, -2.0]]))
     np.testing.assert_allclose(norms, [5.0, 2.0])
     np.testing.assert_allclose(cosines, [[1.0, -0.8], [-0.8, 1.0]], atol=1e-6)

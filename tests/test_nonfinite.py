@@ -11,7 +11,7 @@ from multitask import base_trainer
 from multitask import configs
 from multitask import interleaving_trainer
 from multitask import multitask
-from multitask import nonfinite
+from multitask.training import nonfinite
 from multitask import task_sampler
 from multitask import train_lib
 from multitask import weighting

@@ -14,6 +14,7 @@ from multitask import multitask
 from multitask import task_control
 from multitask import task_sampler
 from multitask import weighting
+from multitask.training import update_guard
 
 
 def _multi_task(**kwargs):
@@ -48,7 +49,7 @@ def _values(variables):
 
 def _head_and_slots(trainer, model, name):
     head = model.sub_tasks[name].head.trainable_variables
-    slots = task_control.optimizer_slots(trainer.optimizer, head, model.trainable_variables)
+    slots = update_guard.optimizer_slots(trainer.optimizer, head, model.trainable_variables)
     return list(head) + slots
 
 
@@ -129,8 +130,8 @@ def test_toggling_traces_each_loop_plan_once(make):
     trainer.train(tf.constant(2))
     assert _traces(trainer) == 1
     cycle()
-    # Plain, bar gated + foo scaled, foo scaled, bar gated (foo at 1.0).
-    assert len(plans | {task_control.LoopPlan(frozenset(), frozenset())}) == 4
+    # Plain, bar off + foo scaled, foo scaled, bar off (foo at 1.0).
+    assert len(plans | {task_control.LoopPlan(("foo", "bar"), frozenset())}) == 4
     assert _traces(trainer) == 4
     cycle()
     assert _traces(trainer) == 4
@@ -139,24 +140,34 @@ def test_toggling_traces_each_loop_plan_once(make):
 def test_loop_plan_names_what_the_loop_must_handle():
     trainer, _ = _joint(disabled_tasks=["bar"])
     control = trainer.multi_task.control
-    assert control.loop_plan() == task_control.LoopPlan(frozenset({"bar"}), frozenset())
+    assert control.loop_plan() == task_control.LoopPlan(("foo",), frozenset())
     trainer.multi_task.enable_task("bar")
     control.set_learning_rate_multiplier("foo", 0.0)
-    assert control.loop_plan() == task_control.LoopPlan(frozenset(), frozenset({"foo"}))
-    activity = control.activity(tf.constant(0, tf.int64), frozenset({"foo"}))
-    assert activity["bar"] is True and bool(activity["foo"].numpy())
+    assert control.loop_plan() == task_control.LoopPlan(("foo", "bar"), frozenset({"foo"}))
 
 
-def test_plain_loop_has_no_task_conds_or_copies():
-    trainer, _ = _joint()
+def test_step_windows_set_the_plan_and_where_it_changes():
+    control = multitask.MultiTask(
+        [toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())],
+        active_steps={"foo": (3, 7)}).control
+    assert [control.loop_plan(step).active for step in (0, 2, 3, 6, 7)] == [
+        ("bar",), ("bar",), ("foo", "bar"), ("foo", "bar"), ("bar",)]
+    assert [control.steps_until_change(step) for step in (0, 2, 3, 6, 7)] == [3, 1, 4, 1, None]
+    assert control.is_active("foo", 3) and not control.is_active("foo", 7) and control.is_active("foo")
+
+
+@pytest.mark.parametrize("make", [_joint, _interleaving])
+def test_a_disabled_task_is_not_in_the_traced_loop(make):
+    """No forward pass, no cond on a flag, no copies: a task that is off is simply absent."""
+    trainer, _ = make()
     trainer.train(tf.constant(1))
     plain = _loop_ops(trainer)
     trainer.multi_task.disable_task("bar")
     trainer.train(tf.constant(1))
-    gated = _loop_ops(trainer)
-    # The gated loop has bar's forward pass in a cond, and copies bar's head and slots.
-    assert plain["If"] + plain["StatelessIf"] < gated["If"] + gated["StatelessIf"]
-    assert plain["Identity"] < gated["Identity"]
+    without_bar = _loop_ops(trainer)
+    assert without_bar["MatMul"] < plain["MatMul"]
+    assert without_bar["If"] + without_bar["StatelessIf"] <= plain["If"] + plain["StatelessIf"]
+    assert without_bar["Identity"] <= plain["Identity"]
 
 
 def _loop_ops(trainer):
@@ -292,17 +303,6 @@ def test_from_config_reads_the_routine_knobs():
     ))
     with pytest.raises(ValueError, match=r"task_routines\[0\].loss_weight_schedule.type"):
         bad.validate()
-
-
-def test_weighting_refuses_disabled_tasks():
-    keras.utils.set_random_seed(0)
-    mt = _multi_task()
-    trainer = base_trainer.MultiTaskBaseTrainer(
-        mt, toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.1), weighting=weighting.get_weighting("ew", 2)
-    )
-    mt.disable_task("bar")
-    with pytest.raises(ValueError, match="disabled tasks"):
-        trainer.train(tf.constant(1))
 
 
 def test_epoch_shuffled_trainer_trains_each_task_its_batches_per_epoch():

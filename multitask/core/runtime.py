@@ -96,3 +96,23 @@ def set_mixed_precision_policy(dtype: Optional[str]) -> str:
         raise ValueError(f"runtime.mixed_precision_dtype is {dtype!r}; allowed: float32, float16, bfloat16.")
     keras.mixed_precision.set_global_policy(PRECISION_POLICIES[dtype])
     return PRECISION_POLICIES[dtype]
+
+
+def step_jit_compile(jit_compile: bool, strategy: tf.distribute.Strategy) -> bool:
+    """Whether a trainer compiles its replica steps itself with XLA (`runtime.enable_xla`).
+
+    A TPUStrategy compiles every replica function already, so it is False there.
+
+    Raises:
+      ValueError: `jit_compile` with several replicas of a strategy other than
+        a TPUStrategy (XLA cannot update other devices' variables).
+    """
+    tpu = isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
+    if jit_compile and strategy.num_replicas_in_sync > 1 and not tpu:
+        raise ValueError(
+            f"runtime.enable_xla / jit_compile compiles the step of one device; XLA cannot update "
+            f"the variables of {strategy.num_replicas_in_sync} replicas of "
+            f"{type(strategy).__name__} from one cluster. Use it with one replica (default or "
+            "one_device strategy); a TPUStrategy compiles its steps itself."
+        )
+    return jit_compile and not tpu

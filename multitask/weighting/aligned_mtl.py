@@ -62,8 +62,8 @@ class AlignedMTL(base.Weighting):
     gradients zero the weights are zero instead of an indexing error.
     """
 
-    def _aggregate(self, losses, grads):
-        del losses
+    def _aggregate(self, losses, grads, tasks):
+        del losses, tasks
         matrix = alignment_matrix(tf.matmul(grads, grads, transpose_b=True))
         weights = tf.reduce_sum(matrix, axis=0)
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

@@ -1,16 +1,23 @@
 """The Weighting contract: how T task losses and gradients become one update.
 
 A method is a small object with explicit state (optax's model): given the
-unweighted task losses `[T]` and each task's gradient `[T, D]` (flattened, with
-respect to the shared parameters or the shared representation), `aggregate`
-returns the combined gradient `[D]` and the `[T]` weights it applied. State that
+task losses `[A]` and each task's gradient `[A, D]` (flattened, with respect to
+the shared parameters or the shared representation) of the `A` tasks that
+train at this step (`tasks`, indices in task order; every task by default),
+`aggregate` returns the combined gradient `[D]` and the `[A]` weights it
+applied. A task that does not train takes no part: the method balances the
+others as if it did not exist, and its entries of the method's state stay as
+they are (`select` / `write` read and write a per-task state for the tasks of
+a call). The trainer hands in each loss already multiplied by its task's loss
+weight (schedule included), so loss weights compose with every method in one
+way: they scale each task's loss before the method sees it. State that
 lives across steps (loss history, moving averages, learnable weights, last
 weights) is held in variables created in `__init__`, so it is saved with the
 trainer's checkpoint.
 
-Methods that only reweight losses set `loss_level = True` and implement
-`combine_losses(losses) -> scalar`; the trainer then takes one backward pass of
-that scalar instead of one per task.
+Methods that only reweight losses subclass `LossWeighting` and implement
+`_loss_weights(losses, tasks)`; the trainer then takes one backward pass of
+`combine_losses(losses, tasks)`, a scalar, instead of one per task.
 
 Everything runs eagerly and inside `tf.function`, with TensorFlow ops only. The
 trainer calls these methods in the replica context with inputs that are already
@@ -71,6 +78,9 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
         self.recompute_every = recompute_every
         self.calls = self.state_variable(tf.zeros([], tf.int64), "calls")
         self.last_weights = self.state_variable(tf.ones([num_tasks]), "last_weights")
+        if recompute_every > 1:
+            # The tasks `last_weights` were computed for.
+            self.last_tasks = self.state_variable(tf.ones([num_tasks], tf.bool), "last_tasks")
 
     @staticmethod
     def state_variable(initial_value, name: str) -> tf.Variable:
@@ -83,63 +93,137 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         )
 
-    def aggregate(self, losses: tf.Tensor, grads: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    def task_indices(self, tasks: Optional[Sequence[int]]) -> Tuple[int, ...]:
+        """`tasks` as a sorted tuple of task indices; None means every task.
+
+        Raises:
+          ValueError: An index out of range, a repeated one, or no task at all.
+        """
+        if tasks is None:
+            return tuple(range(self.num_tasks))
+        indices = tuple(sorted(int(i) for i in tasks))
+        if not indices or len(set(indices)) != len(indices) or not 0 <= indices[0] <= indices[-1] < self.num_tasks:
+            raise ValueError(f"tasks must be distinct indices in [0, {self.num_tasks}), got {tasks!r}.")
+        return indices
+
+    def select(self, value, tasks: Tuple[int, ...], axes: int = 1) -> tf.Tensor:
+        """The entries of a per-task `value` (`[T]`, `[T, ...]`, or `[T, T]` with `axes=2`) for `tasks`."""
+        value = tf.convert_to_tensor(value)
+        if len(tasks) == self.num_tasks:
+            return value
+        for axis in range(axes):
+            value = tf.gather(value, list(tasks), axis=axis)
+        return value
+
+    def write(self, variable: tf.Variable, tasks: Tuple[int, ...], value, axes: int = 1) -> None:
+        """Assigns `value` to the entries of a per-task state `variable` for `tasks`; the others keep theirs."""
+        if len(tasks) == self.num_tasks:
+            variable.assign(value)
+            return
+        if axes == 1:
+            indices = [[i] for i in tasks]
+        else:
+            indices = [[i, j] for i in tasks for j in tasks]
+            value = tf.reshape(value, [len(indices)] + list(variable.shape[2:]))
+        variable.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(variable), indices, value))
+
+    def expand(self, weights: tf.Tensor, tasks: Tuple[int, ...]) -> tf.Tensor:
+        """The `[T]` vector with `weights` at `tasks` and 0 for the other tasks."""
+        if len(tasks) == self.num_tasks:
+            return weights
+        return tf.scatter_nd([[i] for i in tasks], weights, [self.num_tasks])
+
+    def aggregate(self, losses: tf.Tensor, grads: tf.Tensor,
+                  tasks: Optional[Sequence[int]] = None) -> Tuple[tf.Tensor, tf.Tensor]:
         """Combines the task gradients into one.
 
         Args:
-          losses: float32 `[T]`, the unweighted task losses.
-          grads: float32 `[T, D]`, each task's gradient, flattened.
+          losses: float32 `[A]`, the losses of the tasks `tasks` (as the
+            trainer gives them: each already times its loss weight).
+          grads: float32 `[A, D]`, those tasks' gradients, flattened.
+          tasks: The indices (in task order) of the `A` tasks taking part,
+            sorted; None means all T. The method balances these tasks only:
+            the others' state is left as it is and their weight is 0.
 
         Returns:
-          `(combined [D], weights [T])`.
+          `(combined [D], weights [A])`.
         """
+        tasks = self.task_indices(tasks)
         losses = tf.convert_to_tensor(losses, tf.float32)
         grads = tf.convert_to_tensor(grads, tf.float32)
         if self.recompute_every == 1:
-            combined, weights = self._aggregate(losses, grads)
+            combined, weights = self._aggregate(losses, grads, tasks)
         else:
+            mask = tf.constant([i in tasks for i in range(self.num_tasks)])
+
             def recompute():
-                return self._aggregate(losses, grads)
+                return self._aggregate(losses, grads, tasks)
 
             def reuse():
-                return tf.linalg.matvec(grads, self.last_weights, transpose_a=True), tf.identity(self.last_weights)
+                weights = self.select(self.last_weights, tasks)
+                return tf.linalg.matvec(grads, weights, transpose_a=True), weights
 
-            combined, weights = tf.cond(self.calls % self.recompute_every == 0, recompute, reuse)
-        self.last_weights.assign(weights)
+            # Weights computed for another set of tasks are not reused.
+            fresh = tf.logical_or(self.calls % self.recompute_every == 0,
+                                  tf.reduce_any(tf.not_equal(self.last_tasks, mask)))
+            combined, weights = tf.cond(fresh, recompute, reuse)
+            self.last_tasks.assign(mask)
+        self.last_weights.assign(self.expand(weights, tasks))
         self.calls.assign_add(1)
         return combined, weights
 
     @abc.abstractmethod
-    def _aggregate(self, losses: tf.Tensor, grads: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        """Computes `(combined [D], weights [T])` from fresh inputs."""
+    def _aggregate(self, losses: tf.Tensor, grads: tf.Tensor, tasks: Tuple[int, ...]) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Computes `(combined [D], weights [A])` from fresh inputs of the tasks `tasks`."""
 
 
 class LossWeighting(Weighting):
     """A method that only reweights the task losses.
 
-    Subclasses implement `loss_weights`. The combined gradient is
+    Subclasses implement `_loss_weights`. The combined gradient is
     `weights @ grads`, and `combine_losses` gives the trainer one scalar to
     differentiate instead of T per-task gradients.
+
+    Class attributes:
+      constant: True when the weights are constants (they depend on neither
+        the losses nor any state): the trainer then skips averaging the
+        losses over replicas, and no call writes `last_weights` or `calls`.
     """
 
     loss_level = True
+    constant = False
+
+    def loss_weights(self, losses: tf.Tensor, tasks: Optional[Sequence[int]] = None) -> tf.Tensor:
+        """Returns the `[A]` weights of the tasks `tasks` (None: all) for their `losses`, updating any history."""
+        return self._loss_weights(tf.convert_to_tensor(losses, tf.float32), self.task_indices(tasks))
 
     @abc.abstractmethod
-    def loss_weights(self, losses: tf.Tensor) -> tf.Tensor:
-        """Returns the `[T]` weights for `losses`, updating any loss history."""
+    def _loss_weights(self, losses: tf.Tensor, tasks: Tuple[int, ...]) -> tf.Tensor:
+        """Returns the `[A]` weights for the `losses` of the tasks `tasks`."""
 
-    def _aggregate(self, losses, grads):
-        weights = self.loss_weights(losses)
+    def _aggregate(self, losses, grads, tasks):
+        weights = self._loss_weights(losses, tasks)
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights
 
-    def combine_losses(self, losses: tf.Tensor) -> tf.Tensor:
-        """Returns the scalar to minimise: `sum(stop_gradient(weights) * losses)`.
+    def _objective(self, losses: tf.Tensor, tasks: Tuple[int, ...]) -> Tuple[tf.Tensor, tf.Tensor]:
+        """`(scalar to minimise, [A] weights)`: by default `sum(stop_gradient(weights) * losses)`.
 
         Methods with learnable weights override it so that the weights receive
         gradients too.
         """
-        losses = tf.convert_to_tensor(losses, tf.float32)
-        weights = tf.stop_gradient(self.loss_weights(losses))
-        self.last_weights.assign(weights)
-        self.calls.assign_add(1)
-        return tf.reduce_sum(weights * losses)
+        weights = tf.stop_gradient(self._loss_weights(losses, tasks))
+        return tf.reduce_sum(weights * losses), weights
+
+    def combine_losses(self, losses: tf.Tensor, tasks: Optional[Sequence[int]] = None) -> tf.Tensor:
+        """Returns the scalar to minimise for the `losses` `[A]` of the tasks `tasks` (None: all)."""
+        return self.objective_and_weights(losses, tasks)[0]
+
+    def objective_and_weights(self, losses: tf.Tensor,
+                              tasks: Optional[Sequence[int]] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+        """`combine_losses`, with the `[A]` weights it applied."""
+        tasks = self.task_indices(tasks)
+        objective, weights = self._objective(tf.convert_to_tensor(losses, tf.float32), tasks)
+        if not self.constant:
+            self.last_weights.assign(self.expand(weights, tasks))
+            self.calls.assign_add(1)
+        return objective, weights

@@ -79,9 +79,9 @@ class CAGrad(base.Weighting):
     def _divisor(self) -> float:
         return (1.0, 1.0 + self.c**2, 1.0 + self.c)[self.rescale]
 
-    def _aggregate(self, losses, grads):
+    def _aggregate(self, losses, grads, tasks):
         del losses
-        size = self.num_tasks
+        size = len(tasks)
         gram = tf.matmul(grads, grads, transpose_b=True)
         gram = 0.5 * (gram + tf.transpose(gram))
         uniform = tf.fill([size], 1.0 / size)

@@ -95,7 +95,7 @@ class DBMTL(base.Weighting):
         with tf.init_scope():
             self.grad_buffer = self.state_variable(tf.zeros([self.num_tasks, grad_dim]), "grad_buffer")
 
-    def _aggregate(self, losses, grads):
+    def _aggregate(self, losses, grads, tasks):
         grad_dim = grads.shape[-1]
         if grad_dim is None:
             raise ValueError(f"db_mtl needs gradients with a static length, got shape {grads.shape}.")
@@ -103,8 +103,8 @@ class DBMTL(base.Weighting):
         step = tf.cast(self.calls + 1, tf.float32)
         decay = self.beta / tf.pow(step, self.beta_sigma)
         log_grads = grads / (losses + _EPS)[:, None]
-        buffer = log_grads + decay * (tf.convert_to_tensor(self.grad_buffer) - log_grads)
-        self.grad_buffer.assign(buffer)
+        buffer = log_grads + decay * (self.select(self.grad_buffer, tasks) - log_grads)
+        self.write(self.grad_buffer, tasks, buffer)
         norms = tf.norm(buffer, axis=1)
         weights = tf.reduce_max(norms) / (norms + _EPS)
         return tf.linalg.matvec(buffer, weights, transpose_a=True), weights

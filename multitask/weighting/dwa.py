@@ -55,15 +55,15 @@ class DynamicWeightAverage(base.LossWeighting):
         self.earlier_losses = self.state_variable(tf.zeros([num_tasks]), "earlier_losses")
         self.history_length = self.state_variable(tf.zeros([], tf.int64), "history_length")
 
-    def loss_weights(self, losses):
+    def _loss_weights(self, losses, tasks):
         """Returns the DWA weights from the history, then pushes `losses` into it."""
         losses = tf.stop_gradient(tf.convert_to_tensor(losses, tf.float32))
-        previous = self.previous_losses.read_value()
-        earlier = self.earlier_losses.read_value()
+        previous = self.select(self.previous_losses, tasks)
+        earlier = self.select(self.earlier_losses, tasks)
         ratios = tf.math.divide_no_nan(previous, earlier)
-        dwa_weights = self.num_tasks * tf.nn.softmax(ratios / self.temperature)
-        weights = tf.where(self.history_length >= 2, dwa_weights, tf.ones([self.num_tasks]))
-        self.earlier_losses.assign(previous)
-        self.previous_losses.assign(losses)
+        dwa_weights = len(tasks) * tf.nn.softmax(ratios / self.temperature)
+        weights = tf.where(self.history_length >= 2, dwa_weights, tf.ones([len(tasks)]))
+        self.write(self.earlier_losses, tasks, previous)
+        self.write(self.previous_losses, tasks, losses)
         self.history_length.assign(tf.minimum(self.history_length + 1, 2))
         return weights

@@ -55,7 +55,7 @@ class FairGrad(base.Weighting):
         super().__init__(num_tasks, recompute_every=recompute_every, name=name)
         self.alpha = float(alpha)
 
-    def _aggregate(self, losses, grads):
-        del losses
+    def _aggregate(self, losses, grads, tasks):
+        del losses, tasks
         weights = solvers.alpha_fair_weights(tf.matmul(grads, grads, transpose_b=True), self.alpha)
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

@@ -35,14 +35,11 @@ class GeometricLossStrategy(base.LossWeighting):
     def _geometric_mean(self, losses):
         return tf.exp(tf.reduce_mean(tf.math.log(losses)))
 
-    def loss_weights(self, losses):
-        """Returns `GLS / (T * losses)` (no gradient)."""
-        losses = tf.stop_gradient(tf.convert_to_tensor(losses, tf.float32))
-        return self._geometric_mean(losses) / (self.num_tasks * losses)
+    def _loss_weights(self, losses, tasks):
+        """Returns `GLS / (T * losses)` over the tasks `tasks` (no gradient)."""
+        losses = tf.stop_gradient(losses)
+        return self._geometric_mean(losses) / (len(tasks) * losses)
 
-    def combine_losses(self, losses):
-        """Returns the geometric mean of `losses`, differentiable."""
-        losses = tf.convert_to_tensor(losses, tf.float32)
-        self.last_weights.assign(self.loss_weights(losses))
-        self.calls.assign_add(1)
-        return self._geometric_mean(losses)
+    def _objective(self, losses, tasks):
+        """The geometric mean of `losses`, differentiable, and the weights."""
+        return self._geometric_mean(losses), self._loss_weights(losses, tasks)

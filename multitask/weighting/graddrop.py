@@ -66,12 +66,12 @@ class GradDrop(base.Weighting):
         self.leak = float(leak)
         self.seed = seed
 
-    def _aggregate(self, losses, grads):
-        del losses
+    def _aggregate(self, losses, grads, tasks):
+        del losses, tasks
         purity = 0.5 * (1.0 + tf.reduce_sum(grads, axis=0) / (tf.reduce_sum(tf.abs(grads), axis=0) + 1e-7))
         uniform = stateless_random.stateless_uniform(tf.shape(purity), self.seed, self.calls)
         keep_positive = (purity > uniform)[None, :] & (grads > 0.0)
         keep_negative = (purity < uniform)[None, :] & (grads < 0.0)
         mask = tf.cast(keep_positive | keep_negative, tf.float32)
         combined = tf.reduce_sum(grads * (self.leak + (1.0 - self.leak) * mask), axis=0)
-        return combined, tf.ones([self.num_tasks])
+        return combined, tf.ones([tf.shape(grads)[0]])

@@ -94,10 +94,10 @@ class GradNorm(base.Weighting):
         self.initial_losses = self.state_variable(tf.zeros([num_tasks]), "initial_losses")
         self.has_initial_losses = self.state_variable(tf.constant(False), "has_initial_losses")
 
-    def _aggregate(self, losses, grads):
-        weights = self.task_weights.read_value()
-        initial_losses = tf.where(self.has_initial_losses, self.initial_losses.read_value(), losses)
-        self.initial_losses.assign(initial_losses)
+    def _aggregate(self, losses, grads, tasks):
+        weights = self.select(self.task_weights, tasks)
+        initial_losses = tf.where(self.has_initial_losses, self.select(self.initial_losses, tasks), losses)
+        self.write(self.initial_losses, tasks, initial_losses)
         self.has_initial_losses.assign(True)
 
         grad_norms = tf.norm(grads, axis=1)
@@ -107,6 +107,6 @@ class GradNorm(base.Weighting):
         targets = tf.reduce_mean(weighted_norms) * inverse_rates**self.alpha
         weight_grads = tf.sign(weighted_norms - targets) * grad_norms
         new_weights = tf.maximum(weights - self.learning_rate * weight_grads, _MIN_WEIGHT)
-        self.task_weights.assign(self.num_tasks * new_weights / tf.reduce_sum(new_weights))
+        self.write(self.task_weights, tasks, len(tasks) * new_weights / tf.reduce_sum(new_weights))
 
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

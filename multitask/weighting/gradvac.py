@@ -79,9 +79,9 @@ class GradVac(base.Weighting):
         self.seed = seed
         self.targets = self.state_variable(tf.zeros([num_tasks, num_tasks]), "targets")
 
-    def _aggregate(self, losses, grads):
+    def _aggregate(self, losses, grads, tasks):
         del losses
-        size = self.num_tasks
+        size = len(tasks)
         gram = tf.matmul(grads, grads, transpose_b=True)
         # Cosines and projection coefficients do not depend on the scale.
         gram = tf.math.divide_no_nan(gram, tf.reduce_max(tf.linalg.diag_part(gram)))
@@ -89,7 +89,7 @@ class GradVac(base.Weighting):
         orders = stateless_random.random_permutations(size, size, self.seed, self.calls)
         rows = tf.range(size)
         coefficients = tf.eye(size)  # Row i: p_i = coefficients[i] @ grads.
-        targets = tf.convert_to_tensor(self.targets)
+        targets = self.select(self.targets, tasks, axes=2)
         for position in range(size):
             partner = orders[:, position]
             visit = tf.not_equal(partner, rows)  # Each row skips itself.
@@ -110,6 +110,6 @@ class GradVac(base.Weighting):
             coefficients += tf.where(adjust, shift, 0.0)[:, None] * tf.one_hot(partner, size)
             moved = (1.0 - self.beta) * target + self.beta * cosine
             targets = tf.tensor_scatter_nd_update(targets, pair, tf.where(visit, moved, target))
-        self.targets.assign(targets)
+        self.write(self.targets, tasks, targets, axes=2)
         weights = tf.reduce_sum(coefficients, axis=0)
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

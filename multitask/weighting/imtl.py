@@ -62,7 +62,7 @@ class IMTL(base.Weighting):
     `torch.inverse`, which fails when two gradients are parallel).
     """
 
-    def _aggregate(self, losses, grads):
-        del losses
+    def _aggregate(self, losses, grads, tasks):
+        del losses, tasks
         weights = imtl_weights(tf.matmul(grads, grads, transpose_b=True))
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

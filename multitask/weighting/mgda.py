@@ -77,7 +77,8 @@ class MGDA(base.Weighting):
             return norms
         return losses * norms
 
-    def _aggregate(self, losses, grads):
+    def _aggregate(self, losses, grads, tasks):
+        del tasks
         scaled = tf.math.divide_no_nan(grads, self._normalizers(losses, grads)[:, None])
         weights = solvers.min_norm_weights(tf.matmul(scaled, scaled, transpose_b=True))
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

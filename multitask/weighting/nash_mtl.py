@@ -148,24 +148,25 @@ class NashMTL(base.Weighting):
         self.optim_niter = optim_niter
         self.max_norm = float(max_norm)
 
-    def aggregate(self, losses, grads):
+    def aggregate(self, losses, grads, tasks=None):
         """Combines the task gradients and clips the result to `max_norm`.
 
         Args:
-          losses: float32 `[T]`, the unweighted task losses.
-          grads: float32 `[T, D]`, each task's gradient, flattened.
+          losses: float32 `[A]`, the (weighted) losses of the tasks `tasks`.
+          grads: float32 `[A, D]`, their gradients, flattened.
+          tasks: Their indices in task order; None means all T.
 
         Returns:
-          `(combined [D], weights [T])` with `combined == weights @ grads`.
+          `(combined [D], weights [A])` with `combined == weights @ grads`.
           `last_weights` keeps the unclipped `alpha` that later calls reuse.
         """
-        combined, weights = super().aggregate(losses, grads)
+        combined, weights = super().aggregate(losses, grads, tasks)
         if self.max_norm > 0.0:
             factor = self.max_norm / tf.maximum(tf.norm(combined), self.max_norm)
             combined, weights = combined * factor, weights * factor
         return combined, weights
 
-    def _aggregate(self, losses, grads):
-        del losses
+    def _aggregate(self, losses, grads, tasks):
+        del losses, tasks
         alpha = bargaining_weights(tf.matmul(grads, grads, transpose_b=True), self.optim_niter)
         return tf.linalg.matvec(grads, alpha, transpose_a=True), alpha

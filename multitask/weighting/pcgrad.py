@@ -57,9 +57,9 @@ class PCGrad(base.Weighting):
         super().__init__(num_tasks, recompute_every=recompute_every, name=name)
         self.seed = seed
 
-    def _aggregate(self, losses, grads):
+    def _aggregate(self, losses, grads, tasks):
         del losses
-        size = self.num_tasks
+        size = len(tasks)
         gram = tf.matmul(grads, grads, transpose_b=True)
         # Cosines and projection coefficients do not depend on the scale.
         gram = tf.math.divide_no_nan(gram, tf.reduce_max(tf.linalg.diag_part(gram)))

@@ -55,14 +55,14 @@ class RandomLossWeighting(base.LossWeighting):
             raise ValueError(f"weighting.seed must be a 64-bit integer, got {seed!r}.")
         self.seed = seed
 
-    def loss_weights(self, losses):
+    def _loss_weights(self, losses, tasks):
         """Returns `T * softmax(z)`, `z` drawn from the seed and the call count."""
         del losses
         seed = tf.stack([tf.constant(self.seed, tf.int64), self.calls.read_value()])
         bits = tf.random.stateless_uniform(
-            [self.num_tasks], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox"
+            [len(tasks)], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox"
         )
         # The top 24 bits give a uniform in (0, 1), exact in float32.
         uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24
         z = tf.math.ndtri(uniform)
-        return self.num_tasks * tf.nn.softmax(z)
+        return len(tasks) * tf.nn.softmax(z)

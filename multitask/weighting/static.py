@@ -11,6 +11,8 @@ from multitask.weighting import registry
 class StaticWeighting(base.LossWeighting):
     """The joint loss is `sum(weights[i] * losses[i])` with constant weights."""
 
+    constant = True
+
     def __init__(self, num_tasks: int, weights: Optional[Sequence[float]] = None, name: Optional[str] = None):
         """Initializes the method.
 
@@ -30,6 +32,6 @@ class StaticWeighting(base.LossWeighting):
             )
         self._weights = tf.constant(weights, tf.float32)
 
-    def loss_weights(self, losses):
+    def _loss_weights(self, losses, tasks):
         del losses
-        return self._weights
+        return self.select(self._weights, tasks)

@@ -103,8 +103,8 @@ class UPGrad(base.Weighting):
         self.reg_eps = float(reg_eps)
         self.max_iters = max_iters
 
-    def _aggregate(self, losses, grads):
-        del losses
+    def _aggregate(self, losses, grads, tasks):
+        del losses, tasks
         gram = tf.matmul(grads, grads, transpose_b=True)
         weights = upgrad_weights(gram, self.norm_eps, self.reg_eps, self.max_iters)
         return tf.linalg.matvec(grads, weights, transpose_a=True), weights

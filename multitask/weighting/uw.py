@@ -47,16 +47,13 @@ class UncertaintyWeighting(base.LossWeighting):
         super().__init__(num_tasks, name=name)
         self.log_variances = tf.Variable(tf.zeros([num_tasks]), trainable=True, name="log_variances")
 
-    def loss_weights(self, losses):
+    def _loss_weights(self, losses, tasks):
         """Returns `exp(-s)`, the current weights (no gradient to `s`)."""
         del losses
-        return tf.exp(-tf.stop_gradient(tf.convert_to_tensor(self.log_variances)))
+        return tf.exp(-tf.stop_gradient(self.select(self.log_variances, tasks)))
 
-    def combine_losses(self, losses):
-        """Returns `sum(exp(-s) * losses + s)`, differentiable in losses and `s`."""
-        losses = tf.convert_to_tensor(losses, tf.float32)
-        log_variances = tf.convert_to_tensor(self.log_variances)
+    def _objective(self, losses, tasks):
+        """`sum(exp(-s) * losses + s)` over `tasks`, differentiable in losses and `s`."""
+        log_variances = self.select(self.log_variances, tasks)
         weights = tf.exp(-log_variances)
-        self.last_weights.assign(tf.stop_gradient(weights))
-        self.calls.assign_add(1)
-        return tf.reduce_sum(weights * losses + log_variances)
+        return tf.reduce_sum(weights * losses + log_variances), tf.stop_gradient(weights)

@@ -1,0 +1,13 @@
+"""The machinery under the trainers, one concept per module.
+
+- `joint_step`: the joint trainer's step (forward passes of the active tasks,
+  loss weights, a weighting method, one update).
+- `gradients`: splitting variables into shared and per-task ones, per-task
+  gradients and their all-reduce, gradient diagnostics.
+- `loop_segments`: the static task plan of each stretch of a training loop.
+- `update_guard`: scaling a step's update of a group of variables.
+- `nonfinite`: what a step with a NaN or Inf loss or gradient does.
+- `checkpoint_items`: what a trainer's checkpoint holds.
+- `input_distribution`: distributing the train data at the position a
+  resumed run reached.
+"""

@@ -1,0 +1,32 @@
+"""What a trainer's checkpoint holds, and the names a model's own items may not take.
+
+The checkpoint saves the model, the optimizer, the global step, the per-task
+step counters and task control, plus items the trainer and the launcher add
+(`RESERVED`); a model's `checkpoint_items` (e.g. `{"encoder": encoder}`, for
+warm starts) are saved beside them under their own names.
+"""
+from typing import Mapping
+
+import tensorflow as tf
+
+RESERVED = (
+    "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control",
+    "shared_learning_rate_multiplier", "task_optimizers", "successive_regularization", "nonfinite_steps",
+    "early_stopping",
+)
+
+
+def build_checkpoint(model, **items) -> tf.train.Checkpoint:
+    """A checkpoint of `model`, the trainer's `items` and the model's own `checkpoint_items`.
+
+    Raises:
+      ValueError: The model's `checkpoint_items` use a name of `RESERVED`.
+    """
+    model_items: Mapping = dict(getattr(model, "checkpoint_items", None) or {})
+    clashes = sorted(set(model_items) & set(RESERVED))
+    if clashes:
+        raise ValueError(
+            f"checkpoint_items of {type(model).__name__} use reserved names "
+            f"{clashes}; reserved: {', '.join(RESERVED)}."
+        )
+    return tf.train.Checkpoint(model=model, **items, **model_items)

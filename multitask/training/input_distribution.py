@@ -1,0 +1,102 @@
+"""A trainer's train data: per-task or shared sources, distributed where a run resumes.
+
+A source is a `tf.data.Dataset` of global batches, a function
+`fn(input_context=...)` returning a per-replica-batched dataset, or an already
+distributed dataset (which cannot be repositioned on resume). The sources are
+`{task: source}` (one batch per task per step) or one source yielding
+`(features, {task: labels})` that feeds every task (the multi-label form).
+"""
+from typing import Callable, Mapping, Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+from multitask import model_inputs
+from multitask.core import base_task
+
+
+class UntrackedDict(dict):
+    """A dict that `tf.Module` attribute tracking stores as is.
+
+    orbit keeps the train datasets (and their iterators) as attributes and
+    passes the iterators into the traced loop. A plain dict attribute becomes
+    a tracking proxy, which `tf.function` cannot take as an argument under
+    Python 3.11 (TF 2.20: "this __dict__ descriptor does not support
+    '_DictWrapper' objects"); a dict subclass is not wrapped.
+    """
+
+
+def distribute(strategy, source, batches_to_skip: int, step: int):
+    """Distributes one train source, skipping the batches already trained on."""
+    if isinstance(source, tf.data.Dataset):
+        # A plain dataset yields global batches: one per step.
+        return strategy.experimental_distribute_dataset(source.skip(batches_to_skip))
+    if callable(source):
+
+        def dataset_fn(input_context):
+            # Each input pipeline feeds this many replicas per step.
+            per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+            return source(input_context=input_context).skip(batches_to_skip * per_step)
+
+        return strategy.distribute_datasets_from_function(dataset_fn)
+    if batches_to_skip:
+        logging.warning(
+            "Resuming at step %d with an already distributed train dataset: it restarts "
+            "from its beginning; pass a tf.data.Dataset or a dataset function to resume "
+            "at the same position.", step,
+        )
+    return source
+
+
+class TrainInputs:
+    """The train sources of a trainer's tasks and how a step reads them."""
+
+    def __init__(self, sources, task_names: Sequence[str]):
+        """Keeps the sources.
+
+        Args:
+          sources: `{task: source}`, or one source shared by every task.
+          task_names: The tasks, in order.
+
+        Raises:
+          KeyError: A task has no source in a `{task: source}` mapping.
+        """
+        self.shared = not isinstance(sources, Mapping)
+        if not self.shared:
+            missing = sorted(set(task_names) - set(sources))
+            if missing:
+                raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
+        self._sources = sources
+        self._names = list(task_names)
+
+    def features_spec(self, name: str):
+        """The spec of task `name`'s train features (builds its sub-model when Keras has not)."""
+        return model_inputs.features_spec(self._sources if self.shared else self._sources[name])
+
+    def distribute(self, strategy, batches_consumed: Callable[[Optional[str]], int], step: int):
+        """The distributed sources, each skipping `batches_consumed(task or None for a shared one)` batches."""
+        if self.shared:
+            return distribute(strategy, self._sources, batches_consumed(None), step)
+        return UntrackedDict(
+            (name, distribute(strategy, self._sources[name], batches_consumed(name), step)) for name in self._names
+        )
+
+    def next(self, iterators, task_names: Sequence[str]):
+        """Reads the next batch for `task_names` (outside the replica function).
+
+        Returns the shared batch with one shared source, else `{task: batch}`.
+        """
+        if self.shared:
+            return next(iterators)
+        return {name: next(iterators[name]) for name in task_names}
+
+    def task_inputs(self, inputs, task_names: Sequence[str]):
+        """Turns a replica's `next` batch into `{task: (features, labels)}` for `task_names`."""
+        if not self.shared:
+            return {name: inputs[name] for name in task_names}
+        features, labels = base_task.split_inputs(inputs)
+        return {name: (features, labels[name]) for name in task_names}
+
+    def shared_features(self, inputs):
+        """The features every task reads (None without a shared source)."""
+        return base_task.split_inputs(inputs)[0] if self.shared else None
