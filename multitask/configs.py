@@ -4,6 +4,11 @@ The names and fields mirror Model Garden's `official.modeling.multitask.configs`
 so that YAML files and `--params_override` strings written for it keep working.
 All classes are `official.modeling.hyperparams` configs: typed, YAML
 overridable, and validated by `validate()` before anything runs.
+
+The task sampler's configs live in `sampling_configs`, those of model
+selection and early stopping in `selection_configs`; this module re-exports
+them, so `configs.TaskSamplingConfig` and the like keep working. Open blocks
+(`WeightingConfig`) are `open_config.OpenConfig`s.
 """
 import dataclasses
 from typing import Optional, Tuple
@@ -11,8 +16,18 @@ from typing import Optional, Tuple
 from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 
+from multitask import open_config
+# Re-exported, so that `configs.X` names every config class.
+from multitask.sampling_configs import SAMPLER_TYPES  # pylint: disable=unused-import
+from multitask.sampling_configs import AnnealingSampleConfig  # pylint: disable=unused-import
+from multitask.sampling_configs import EpochShuffledSampleConfig  # pylint: disable=unused-import
+from multitask.sampling_configs import ProportionalSampleConfig  # pylint: disable=unused-import
+from multitask.sampling_configs import TaskSamplingConfig
+from multitask.sampling_configs import TemperatureSampleConfig  # pylint: disable=unused-import
+from multitask.selection_configs import EarlyStoppingConfig
+from multitask.selection_configs import ModelSelectionConfig
+
 TRAINER_TYPES = ("joint", "interleaving")
-SAMPLER_TYPES = ("uniform", "proportional", "annealing", "temperature", "round_robin", "epoch_shuffled")
 
 
 @dataclasses.dataclass
@@ -30,24 +45,6 @@ class LossWeightScheduleConfig(hyperparams.Config):
     type: str = ""
     boundaries: Tuple[int, ...] = ()
     values: Tuple[float, ...] = ()
-
-
-@dataclasses.dataclass
-class EarlyStoppingConfig(hyperparams.Config):
-    """Stops (disables) a task whose validation metric stopped improving.
-
-    Attributes:
-      metric: The task's evaluation metric (a key of its evaluation logs);
-        "" turns early stopping off.
-      mode: "higher" or "lower": which values are better.
-      patience: Evaluations without improvement before the task stops.
-      min_delta: An improvement must exceed the best value by more than this.
-    """
-
-    metric: str = ""
-    mode: str = "higher"
-    patience: int = 3
-    min_delta: float = 0.0
 
 
 @dataclasses.dataclass
@@ -131,96 +128,27 @@ class MultiTaskConfig(hyperparams.Config):
 
 
 @dataclasses.dataclass
-class ProportionalSampleConfig(hyperparams.Config):
-    """Sampling with p_i proportional to task_weight_i ** alpha."""
-
-    alpha: float = 1.0
-
-
-@dataclasses.dataclass
-class AnnealingSampleConfig(hyperparams.Config):
-    """Annealed sampling of Stickland & Murray (ICML 2019)."""
-
-    steps_per_epoch: int = 5
-    total_steps: int = 20
-
-
-@dataclasses.dataclass
-class TemperatureSampleConfig(hyperparams.Config):
-    """Sampling with p_i proportional to n_i ** (1 / temperature).
-
-    Attributes:
-      temperature: T > 0; 1 is proportional to the sizes, large T near uniform.
-      dataset_sizes: n_i per task, in task order.
-    """
-
-    temperature: float = 1.0
-    dataset_sizes: Tuple[int, ...] = ()
-
-
-@dataclasses.dataclass
-class EpochShuffledSampleConfig(hyperparams.Config):
-    """Every batch of every task once per epoch, in a shuffled order.
-
-    Attributes:
-      batches_per_epoch: Batches in one epoch of each task's data, in task order.
-    """
-
-    batches_per_epoch: Tuple[int, ...] = ()
-
-
-@dataclasses.dataclass
-class TaskSamplingConfig(hyperparams.OneOfConfig):
-    """How the interleaving trainer picks a task: one of `SAMPLER_TYPES`."""
-
-    type: str = ""
-    uniform: hyperparams.Config = dataclasses.field(default_factory=hyperparams.Config)
-    proportional: ProportionalSampleConfig = dataclasses.field(
-        default_factory=ProportionalSampleConfig
-    )
-    annealing: AnnealingSampleConfig = dataclasses.field(default_factory=AnnealingSampleConfig)
-    temperature: TemperatureSampleConfig = dataclasses.field(default_factory=TemperatureSampleConfig)
-    round_robin: hyperparams.Config = dataclasses.field(default_factory=hyperparams.Config)
-    epoch_shuffled: EpochShuffledSampleConfig = dataclasses.field(default_factory=EpochShuffledSampleConfig)
-
-    def validate(self):
-        if self.type not in SAMPLER_TYPES:
-            raise ValueError(
-                f"trainer.task_sampler.type is {self.type!r}; allowed: "
-                f"{', '.join(SAMPLER_TYPES)}."
-            )
-        super().validate()
-
-
-@dataclasses.dataclass
-class WeightingConfig(hyperparams.Config):
+class WeightingConfig(open_config.OpenConfig):
     """A task-balancing method of `multitask.weighting` for the joint trainer.
 
     `type` names the method ("" keeps Model Garden's sum of task_weight *
-    loss); the other fields are the hyper-parameters of the methods, flat as
-    in `{type: mgda, normalization: l2}`. Unset ones take the method's default;
-    setting one the method does not take is an error.
+    loss); the method's hyper-parameters sit next to it, flat, as in
+    `{type: mgda, normalization: l2}` or
+    `--params_override='trainer.weighting.type=mgda,trainer.weighting.normalization=loss+'`.
+    Unset ones take the method's default.
+
+    The block is an `open_config.OpenConfig`, not one field per
+    hyper-parameter of every method: it takes any key, so a method added with
+    `register_weighting` (in this package or a plugin) needs no change here.
+    `validate()` (which the launcher runs before anything is built or
+    written) checks the keys against the method's constructor through
+    `weighting.WEIGHTINGS.check`: a key the method does not take is a
+    ValueError naming `trainer.weighting` and the keys it takes. Setting
+    another `type` replaces the whole block, so a method does not inherit
+    the previous one's hyper-parameters; a key set to null counts as unset.
     """
 
     type: str = ""
-    recompute_every: Optional[int] = None
-    weights: Optional[Tuple[float, ...]] = None
-    temperature: Optional[float] = None
-    seed: Optional[int] = None
-    alpha: Optional[float] = None
-    learning_rate: Optional[float] = None
-    normalization: Optional[str] = None
-    beta: Optional[float] = None
-    beta_sigma: Optional[float] = None
-    c: Optional[float] = None
-    rescale: Optional[int] = None
-    leak: Optional[float] = None
-    update_weights_every: Optional[int] = None
-    optim_niter: Optional[int] = None
-    max_norm: Optional[float] = None
-    norm_eps: Optional[float] = None
-    reg_eps: Optional[float] = None
-    max_iters: Optional[int] = None
 
     def hyperparameters(self) -> dict:
         """The hyper-parameters that are set, by name."""
@@ -231,50 +159,13 @@ class WeightingConfig(hyperparams.Config):
             # Imported here: the weighting package pulls in TensorFlow.
             from multitask import weighting  # pylint: disable=g-import-not-at-top
 
-            if self.type not in weighting.known_weightings():
-                raise ValueError(
-                    f"trainer.weighting.type is {self.type!r}; known: "
-                    f"{', '.join(weighting.known_weightings())}."
-                )
-            unknown = sorted(set(self.hyperparameters()) - set(weighting.hyperparameters(self.type)))
-            if unknown:
-                raise ValueError(
-                    f"trainer.weighting: {self.type!r} does not take {', '.join(unknown)}; it takes: "
-                    f"{', '.join(weighting.hyperparameters(self.type)) or 'no hyper-parameters'}."
-                )
+            weighting.WEIGHTINGS.check(dict(self.hyperparameters(), type=self.type), "trainer.weighting",
+                                       reserved=weighting.registry.RESERVED_ARGUMENTS)
         elif self.hyperparameters():
             raise ValueError(
                 f"trainer.weighting sets {', '.join(sorted(self.hyperparameters()))} without a type."
             )
         super().validate()
-
-
-@dataclasses.dataclass
-class ModelSelectionConfig(hyperparams.Config):
-    """One score over several tasks, for the best checkpoint and run-level early stopping.
-
-    With a method set, the best-checkpoint exporter compares this score
-    (`trainer.best_checkpoint_eval_metric` may be left empty; it is logged as
-    "aggregate.<method>" in the exporter's info.json).
-
-    Attributes:
-      method: "" (off), "mean", "weighted_mean" or "delta_m".
-      metrics: "<task>.<metric>" names.
-      weights: One per metric (weighted_mean).
-      baselines: Single-task values, one per metric (delta_m).
-      lower_is_better: One per metric (delta_m; default all False).
-      patience: > 0 ends training after this many evaluations without an
-        improvement of the score (train_and_eval mode).
-      min_delta: The improvement the patience counts.
-    """
-
-    method: str = ""
-    metrics: Tuple[str, ...] = ()
-    weights: Tuple[float, ...] = ()
-    baselines: Tuple[float, ...] = ()
-    lower_is_better: Tuple[bool, ...] = ()
-    patience: int = 0
-    min_delta: float = 0.0
 
 
 @dataclasses.dataclass

@@ -78,18 +78,75 @@ def test_multi_eval_config_validates_eval_tasks():
         params.validate()
 
 
-def test_weighting_config_reaches_every_hyperparameter():
+def test_weighting_config_takes_every_hyperparameter_of_every_method():
+    import inspect
     from multitask import weighting
 
-    fields = set(configs.WeightingConfig().as_dict())
     for name in weighting.known_weightings():
-        assert set(weighting.hyperparameters(name)) <= fields, name
+        signature = inspect.signature(weighting.weighting_class(name))
+        block = {"type": name, **{h: signature.parameters[h].default for h in weighting.hyperparameters(name)}}
+        params = _experiment(trainer_type="joint")
+        params.override({"trainer": {"weighting": block}}, is_strict=True)
+        params.trainer.validate()
+        assert params.trainer.weighting.type == name
+
+
+def test_weighting_config_takes_a_new_methods_hyperparameter(monkeypatch):
+    """A method registered outside the package needs no change to configs.py."""
+    from multitask import registry
+    from multitask import weighting
+
+    plugins = registry.Registry("weighting")
+
+    @plugins.register("plugin_method")
+    class PluginMethod(weighting.LossWeighting):  # pylint: disable=unused-variable
+        def __init__(self, num_tasks, strength=1.0, name=None):
+            super().__init__(num_tasks, name=name)
+            self.strength = strength
+
+    monkeypatch.setattr(weighting, "WEIGHTINGS", plugins)
+    params = _experiment(trainer_type="joint")
+    params.override({"trainer": {"weighting": {"type": "plugin_method", "strength": 2.0}}}, is_strict=True)
+    params.trainer.validate()
+    assert params.trainer.weighting.hyperparameters() == {"strength": 2.0}
+    params.override({"trainer": {"weighting": {"strenght": 2.0}}}, is_strict=True)
+    with pytest.raises(ValueError, match="'plugin_method' does not take strenght; it takes: strength"):
+        params.trainer.validate()
+
+
+def test_weighting_from_the_command_line_and_yaml(tmp_path):
+    from multitask import train
+
+    params = _experiment(trainer_type="joint")
+    train.apply_override(
+        params, "trainer.weighting.type=mgda,trainer.weighting.normalization=loss+", "--params_override")
+    params.trainer.validate()
+    assert params.trainer.weighting.hyperparameters() == {"normalization": "loss+"}
+    path = tmp_path / "weighting.yaml"
+    path.write_text("trainer: {weighting: {type: mgda, normalization: l2}}\n")
+    train.apply_override(params, str(path), "--config_file")
+    assert params.trainer.weighting.hyperparameters() == {"normalization": "l2"}
+    # Another type replaces the block: mgda's normalization does not stay behind.
+    train.apply_override(params, "trainer.weighting.type=dwa", "--params_override")
+    assert params.trainer.weighting.as_dict() == {"type": "dwa"}
+    train.apply_override(params, "trainer.weighting.temprature=3", "--params_override")
+    with pytest.raises(ValueError, match=r"trainer.weighting: weighting 'dwa' does not take temprature; "
+                                         r"it takes: temperature"):
+        params.trainer.validate()
+    # A params.yaml written with the former flat fields (unset ones null) still reads and validates.
+    params = _experiment(trainer_type="joint")
+    params.override({"trainer": {"weighting": {"type": "mgda", "normalization": "l2", "alpha": None, "seed": None}}},
+                    is_strict=True)
+    params.trainer.validate()
+    saved = tmp_path / "params.yaml"
+    hyperparams.save_params_dict_to_yaml(params, str(saved))
+    assert "normalization: l2" in saved.read_text()
 
 
 def test_weighting_config_validation():
     joint = dict(trainer_type="joint")
     configs.MultiTaskTrainerConfig(weighting={"type": "mgda", "normalization": "l2"}, **joint).validate()
-    with pytest.raises(ValueError, match="weighting.type is 'magic'; known: .*mgda"):
+    with pytest.raises(ValueError, match="weighting.type is 'magic', an unknown weighting; registered: .*mgda"):
         configs.MultiTaskTrainerConfig(weighting={"type": "magic"}, **joint).validate()
     with pytest.raises(ValueError, match="'dwa' does not take alpha; it takes: temperature"):
         configs.MultiTaskTrainerConfig(weighting={"type": "dwa", "alpha": 2.0}, **joint).validate()

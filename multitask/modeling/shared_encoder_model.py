@@ -16,13 +16,14 @@ heads); `plugins` names modules to import first, so a plugin's blocks need no
 change to the core.
 
 Config keys of a block. `encoder`, `architecture`, every head, and `heads`
-itself are open configs (`OpenConfig`): a YAML file or `--params_override`
-may set any key in them, also keys the default block lacks (a plugin's own
-arguments), and setting another `type` replaces the whole block. The keys
-are then checked against the registered builder's signature in `validate()`
-(which the launcher runs before anything is written): a misspelt key gets a
-ValueError naming the block's path and the keys its type takes. The model's
-own fields (`input_shape`, ...) stay strict, as everywhere else.
+itself are open configs (`multitask.open_config.OpenConfig`): a YAML file or
+`--params_override` may set any key in them, also keys the default block
+lacks (a plugin's own arguments), and setting another `type` replaces the
+whole block. The keys are then checked against the registered builder's
+signature in `validate()` (which the launcher runs before anything is
+written): a misspelt key gets a ValueError naming the block's path and the
+keys its type takes. The model's own fields (`input_shape`, ...) stay
+strict, as everywhere else.
 
 Single pass and rep_grad. The model is an `EncoderHeadsModel`: `encode`
 runs the architecture's shared part once for all tasks, `task_outputs` a
@@ -44,50 +45,16 @@ from official.modeling import hyperparams
 
 from multitask import base_model
 from multitask import model_factory
+from multitask import open_config
 from multitask.core import warm_start
 from multitask.modeling import architectures  # Also registers the built-in architectures.
 from multitask.modeling import encoders as encoders_lib  # Also registers the built-in encoders.
 from multitask.modeling import heads  # pylint: disable=unused-import  (registers the built-in heads)
 from multitask.modeling import registry
 
-
-class OpenConfig(hyperparams.Config):
-    """A config that takes any key, for blocks whose keys their `type` decides.
-
-    An override may add keys (also under strict overrides); one that sets a
-    different `type` than the current one replaces the whole config, so a
-    plugin block does not inherit the previous block's keys. Nested mappings
-    become `OpenConfig`s too. `validate` of the owning config checks the keys.
-    """
-
-    # Read by the launcher's unknown-key check (multitask.train.find_unknown_key).
-    accepts_new_keys = True
-
-    def _set(self, k, v):
-        if isinstance(v, dict):
-            self.__dict__[k] = OpenConfig(default_params=v)
-        else:
-            super()._set(k, v)
-
-    def _override(self, override_dict, is_strict=True):
-        del is_strict  # Any key is allowed; the block's builder decides.
-        new_type = override_dict.get("type")
-        if new_type is not None and self.__dict__.get("type") not in (None, new_type):
-            for key in [k for k in self.__dict__ if k not in self.RESERVED_ATTR]:
-                del self.__dict__[key]
-        for key, value in override_dict.items():
-            if key in self.RESERVED_ATTR:
-                raise KeyError(f"The key {key!r} is internally reserved and cannot be overridden.")
-            current = self.__dict__.get(key)
-            if isinstance(value, (dict, hyperparams.ParamsDict)) and isinstance(current, OpenConfig):
-                current._override(value if isinstance(value, dict) else value.as_dict())  # pylint: disable=protected-access
-            else:
-                self._set(key, value.as_dict() if isinstance(value, hyperparams.ParamsDict) else value)
-
-
-def block(type_: str, **params) -> OpenConfig:
-    """A block config `{type: type_, **params}`, e.g. `block("mlp", hidden_sizes=(32,))`."""
-    return OpenConfig(default_params={"type": type_, **params})
+# Re-exported: model configs write `shared_encoder_model.block("mlp", ...)`.
+OpenConfig = open_config.OpenConfig
+block = open_config.block
 
 
 @dataclasses.dataclass
