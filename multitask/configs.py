@@ -212,7 +212,7 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
                 f"trainer.trainer_type is {self.trainer_type!r}; allowed: "
                 f"{', '.join(TRAINER_TYPES)}."
             )
-        from multitask import nonfinite  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
+        from multitask.training import nonfinite  # pylint: disable=g-import-not-at-top  (pulls in TensorFlow)
 
         nonfinite.check_policy(self.on_nonfinite)
         if self.trainer_type == "interleaving":

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import modeling_toy
-from multitask import joint_step
+from multitask.training import gradients
 from multitask import weighting
 from multitask.modeling import architectures
 from multitask.modeling import encoders
@@ -32,7 +32,7 @@ def _ids_of(layers):
 
 def _sharing(model):
     """(shared variable ids, {task: task-only variable ids}) as the joint trainer splits them."""
-    shared, specific = joint_step.split_variables(model, modeling_toy.TASKS)
+    shared, specific = gradients.split_variables(model, modeling_toy.TASKS)
     return _ids(shared), {task: _ids(v) for task, v in specific.items()}
 
 
