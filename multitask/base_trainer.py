@@ -22,7 +22,7 @@ by one symbolic call on inputs shaped like their task's train data
 between `train()` calls; the optimizer is built on the frozen variables too.
 """
 import functools
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from absl import logging
 import gin
@@ -41,6 +41,7 @@ from multitask.training import gradients
 from multitask.training import input_distribution
 from multitask.training import joint_step
 from multitask.training import nonfinite
+from multitask.training import task_optimizers as task_optimizers_lib
 from multitask.training import update_guard
 from multitask.weighting import base as weighting_base
 
@@ -57,6 +58,8 @@ def needs_loss_scaling() -> bool:
 class MultiTaskBaseTrainer(orbit.StandardTrainer):
     """Trains all tasks together: one update from the active tasks' weighted losses."""
 
+    # Whether the steps are joint steps (else one task's own step).
+    _joint = True
     # Whether the trainer logs each task's loss weight and its sampling weight.
     _logs_loss_weights = True
     _logs_sampling_weights = False
@@ -74,6 +77,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         successive_regularization: float = 0.0,
         on_nonfinite: str = "raise",
         jit_compile: bool = False,
+        task_optimizers: Optional[Mapping[str, keras.optimizers.Optimizer]] = None,
     ):
         """Creates the trainer; call it inside `strategy.scope()`.
 
@@ -101,13 +105,18 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             or gradient does (it never updates a variable; see `training.nonfinite`).
           jit_compile: Compile each step's replica function with XLA (one
             replica; a TPUStrategy compiles its steps anyway).
+          task_optimizers: `{task: optimizer}`: tasks whose own variables (their
+            heads) an optimizer of their own updates, saved under
+            "task_optimizers" (see `training.task_optimizers`).
 
         Raises:
-          KeyError: A task has no sub-model or no train data.
+          KeyError: A task has no sub-model, no train data, or an unknown task
+            has an optimizer.
           ValueError: The model cannot be built, `checkpoint_items` reuse a
             reserved name, an unknown `on_nonfinite`, `jit_compile` with
-            several replicas, or a weighting / `rep_grad` / model / data
-            combination that cannot work (`joint_step.check_weighting`).
+            several replicas, task optimizers that cannot work, or a
+            weighting / `rep_grad` / model / data combination that cannot
+            work (`joint_step.check_weighting`).
         """
         self._strategy = tf.distribute.get_strategy()
         self._multi_task = multi_task
@@ -142,13 +151,20 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         self._training_metrics = {name: task.build_metrics(training=True) for name, task in multi_task.tasks.items()}
         self._diagnostics = None if weighting is None else diagnostics_lib.WeightingDiagnostics(
             names, gradient_level=rep_grad or not weighting.loss_level)
+        # Frozen parts included: a part unfrozen later is still scaled.
+        shared, self._own_variables = gradients.split_variables(multi_task_model, names, frozen_included=True)
+        self._task_optimizers = task_optimizers_lib.build_task_optimizers(
+            task_optimizers, names, self._task_optimizer_variables, needs_loss_scaling(), self._joint)
+        self._variable_optimizers = task_optimizers_lib.variable_owners(
+            self._task_optimizers, self._task_optimizer_variables) if self._joint else {}
         items = dict(optimizer=optimizer, global_step=self._global_step, task_step_counters=self._task_step_counters,
                      task_control=multi_task.control, nonfinite_steps=self._nonfinite.nonfinite_steps)
         if weighting is not None:
             items["weighting"] = weighting
+        if self._task_optimizers:
+            items["task_optimizers"] = self._task_optimizers
         self._checkpoint = checkpoint_items.build_checkpoint(multi_task_model, **items)
-        # Frozen parts included: a part unfrozen later is still scaled.
-        shared, groups = gradients.split_variables(multi_task_model, names, frozen_included=True)
+        groups = dict(self._own_variables)
         self._shared_multiplier = None
         if shared_learning_rate_multiplier is not None:
             self._shared_multiplier = tf.Variable(
@@ -156,7 +172,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             self._checkpoint.shared_learning_rate_multiplier = self._shared_multiplier
             groups[_SHARED_GROUP] = shared
         self._update_guard = update_guard.UpdateGuard(
-            optimizer, groups, base_model.optimizer_variables(multi_task_model))
+            optimizer, groups, base_model.optimizer_variables(multi_task_model), self._task_optimizers)
         self._successive = None
         if successive_regularization:
             # Only what trains now: the pull must not move a frozen variable.
@@ -181,6 +197,14 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     jit_compile = property(lambda self: self._jit_compile, doc="Whether replica steps are XLA-compiled.")
     successive_regularization = property(lambda self: self._successive, doc="None when off.")
     shared_learning_rate_multiplier = property(lambda self: self._shared_multiplier, doc="None unless given.")
+
+    def task_optimizer(self, name: str) -> keras.optimizers.Optimizer:
+        """The optimizer of task `name`'s own updates (its own, else the trainer's)."""
+        return self._task_optimizers.get(name, self._optimizer)
+
+    def _task_optimizer_variables(self, name: str):
+        """The variables a task optimizer of task `name` updates: its own (frozen included)."""
+        return self._own_variables[name]
 
     def task_step_counter(self, name: str) -> tf.Variable:
         """The number of steps that trained task `name`."""
@@ -261,7 +285,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             if not self._inputs.shared:
                 inputs = {name: inputs[name] for name in active}
             before = self._update_guard.snapshot(self._guarded)
-            with self._nonfinite.guarding(self._optimizer):
+            with self._nonfinite.guarding(self._optimizer, *self._task_optimizers.values()):
                 flags = self._strategy.run(self.compiled(lambda inputs: self._replica_step(inputs, step, active)),
                                            args=(inputs,))
             self._nonfinite.record(flags, step + 1)
@@ -280,7 +304,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         logs = joint_step.train_step(
             self._multi_task, self._balancer, self._inputs.task_inputs(inputs, active), self._multi_task_model,
             self._optimizer, self._training_metrics, step, shared_features=self._inputs.shared_features(inputs),
-            rep_grad=self._rep_grad)
+            rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers)
         if self._diagnostics is not None:
             self._diagnostics.update(active, logs)
         for name in active + ["total_loss"]:
@@ -309,6 +333,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             if self._diagnostics is not None:
                 logs.update(self._diagnostics.results(name))
             logs["task_steps"] = self._task_step_counters[name].read_value()
+            if name in self._task_optimizers:
+                logs["learning_rate"] = self._task_optimizers[name].learning_rate
             logs.update(control_logs[name])
             result[name] = logs
         result["total_loss"] = self._training_losses["total_loss"].result()

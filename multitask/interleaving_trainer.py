@@ -37,6 +37,7 @@ from multitask.training import update_guard
 class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     """Trains one task per step, picked by a `TaskSampler`."""
 
+    _joint = False
     _logs_loss_weights = False
 
     def __init__(
@@ -104,22 +105,11 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
             successive_regularization=successive_regularization,
             on_nonfinite=on_nonfinite,
             jit_compile=jit_compile,
+            task_optimizers=task_optimizers,
         )
         self._task_sampler = task_sampler
         self._sampling_seed = sampling_seed
-        unknown = sorted(set(task_optimizers or {}) - set(multi_task.tasks))
-        if unknown:
-            raise KeyError(f"task_optimizers for unknown tasks {unknown}; tasks: {', '.join(multi_task.tasks)}.")
         all_variables = base_model.optimizer_variables(self._multi_task_model)
-        self._task_optimizers = {}
-        for name, task_optimizer in (task_optimizers or {}).items():
-            if base_trainer.needs_loss_scaling() and not isinstance(
-                    task_optimizer, keras.optimizers.LossScaleOptimizer):
-                task_optimizer = keras.optimizers.LossScaleOptimizer(task_optimizer)
-            task_optimizer.build(_task_variables(multi_task_model, name, all_variables))
-            self._task_optimizers[name] = task_optimizer
-        if self._task_optimizers:
-            self._checkpoint.task_optimizers = self._task_optimizers
         self._task_guards = {
             name: update_guard.UpdateGuard(
                 self.task_optimizer(name), {name: _task_variables(self._multi_task_model, name, all_variables)},
@@ -144,9 +134,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
     def sampling_seed(self) -> int:
         return self._sampling_seed
 
-    def task_optimizer(self, name: str) -> keras.optimizers.Optimizer:
-        """The optimizer that steps task `name` (its own, else the shared one)."""
-        return self._task_optimizers.get(name, self._optimizer)
+    def _task_optimizer_variables(self, name: str):
+        """A task optimizer updates every variable of its task's steps, shared ones included."""
+        return _task_variables(self._multi_task_model, name, base_model.optimizer_variables(self._multi_task_model))
 
     def _batches_consumed(self, name) -> int:
         """A task's source yields one batch per step that trained it; a shared one, one per trained step."""
@@ -197,14 +187,9 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         self._global_step.assign_add(1)
 
     def train_loop_end(self) -> Dict[str, Any]:
-        """As the joint trainer's, without "total_loss" (no joint loss exists).
-
-        A task with its own optimizer also reports its "learning_rate".
-        """
+        """As the joint trainer's, without "total_loss" (no joint loss exists)."""
         result = super().train_loop_end()
         result.pop("total_loss")
-        for name, task_optimizer in self._task_optimizers.items():
-            result[name]["learning_rate"] = float(task_optimizer.learning_rate.numpy())
         return result
 
 

@@ -75,8 +75,8 @@ def get_trainer(
     interleaving trainer, which runs the task's own `train_step`.
 
     Raises:
-      ValueError: An unknown trainer or sampler type, or a routine's
-        optimizer_config with the joint trainer.
+      ValueError: An unknown trainer or sampler type, or task optimizers that
+        cannot work (see `training.task_optimizers`).
     """
     trainer_type = getattr(params.trainer, "trainer_type", "interleaving")
     if trainer_type not in TRAINERS:
@@ -99,18 +99,12 @@ def get_trainer(
             r.resolved_name(): task.create_optimizer(r.optimizer_config, params.runtime)
             for r in routines if getattr(r, "optimizer_config", None) is not None
         }
-        if task_optimizers and trainer_type != "interleaving":
-            raise ValueError(
-                f"task.task_routines of {sorted(task_optimizers)} set an optimizer_config, which only the "
-                "interleaving trainer takes; the joint trainer takes learning_rate_multiplier per task and "
-                "trainer.shared_learning_rate_multiplier."
-            )
+        if task_optimizers:
+            kwargs["task_optimizers"] = task_optimizers
         strength = getattr(params.trainer, "successive_regularization", 0.0)
         if strength:
             kwargs["successive_regularization"] = strength
         if trainer_type == "interleaving":
-            if task_optimizers:
-                kwargs["task_optimizers"] = task_optimizers
             sampling = getattr(params.trainer, "task_sampler", None)
             kwargs["task_sampler"] = (
                 task_sampler.get_task_sampler(sampling, task.sampling_weights)

@@ -14,6 +14,7 @@ from multitask import multitask
 from multitask import task_control
 from multitask import task_sampler
 from multitask import weighting
+from multitask.core import runtime
 from multitask.training import update_guard
 
 
@@ -386,13 +387,46 @@ def test_trainer_config_errors_for_the_optimizer_knobs():
         trainer=configs.MultiTaskTrainerConfig(trainer_type="joint", optimizer_config=sgd),
         runtime=cfg.RuntimeConfig(),
     )
-    with pytest.raises(ValueError, match="only the interleaving trainer"):
-        train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
-    params.trainer.trainer_type = "interleaving"
-    trainer = train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
-    assert trainer.task_optimizer("foo") is not trainer.optimizer
+    for trainer_type in ("joint", "interleaving"):
+        params.trainer.trainer_type = trainer_type
+        trainer = train_lib.get_trainer(tf.distribute.get_strategy(), params, _multi_task(), toy.ToyMultiTaskModel())
+        assert trainer.task_optimizer("foo") is not trainer.optimizer
+        assert trainer.task_optimizer("bar") is trainer.optimizer
     with pytest.raises(ValueError, match="shared_learning_rate_multiplier is the joint trainer's"):
         configs.MultiTaskTrainerConfig(trainer_type="interleaving", shared_learning_rate_multiplier=0.5).validate()
+
+
+def test_joint_task_optimizer_updates_its_head_only():
+    """foo's head follows foo's own SGD(0.5); the trunk and bar follow the trainer's SGD(0.1)."""
+    keras.utils.set_random_seed(0)
+    model = toy.ToyMultiTaskModel()
+    trainer = base_trainer.MultiTaskBaseTrainer(
+        _multi_task(), model, keras.optimizers.SGD(0.1), task_optimizers={"foo": keras.optimizers.SGD(0.5)})
+    keras.utils.set_random_seed(0)
+    reference_model = toy.ToyMultiTaskModel()
+    reference = base_trainer.MultiTaskBaseTrainer(_multi_task(), reference_model, keras.optimizers.SGD(0.1))
+    for a, b in zip(model.trainable_variables, reference_model.trainable_variables):
+        b.assign(a)
+    foo_head = model.sub_tasks["foo"].head.kernel.numpy()
+    logs = trainer.train(tf.constant(1))
+    reference.train(tf.constant(1))
+    reference_step = reference_model.sub_tasks["foo"].head.kernel.numpy() - foo_head
+    np.testing.assert_allclose(model.sub_tasks["foo"].head.kernel.numpy() - foo_head, 5 * reference_step, rtol=1e-5)
+    np.testing.assert_allclose(model.shared.kernel.numpy(), reference_model.shared.kernel.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.sub_tasks["bar"].head.kernel.numpy(),
+                               reference_model.sub_tasks["bar"].head.kernel.numpy(), rtol=1e-6)
+    assert int(trainer.task_optimizer("foo").iterations.numpy()) == 1
+    assert logs["foo"]["learning_rate"] == pytest.approx(0.5)
+
+
+def test_joint_task_optimizers_are_refused_under_float16():
+    runtime.set_mixed_precision_policy("float16")
+    try:
+        with pytest.raises(ValueError, match="mixed_float16"):
+            base_trainer.MultiTaskBaseTrainer(_multi_task(), toy.ToyMultiTaskModel(), keras.optimizers.SGD(0.1),
+                                              task_optimizers={"foo": keras.optimizers.SGD(0.5)})
+    finally:
+        runtime.set_mixed_precision_policy(None)
 
 
 def test_step_windows_from_config_toggle_at_exact_steps():

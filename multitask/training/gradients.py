@@ -49,9 +49,13 @@ def split_variables(model, task_names: Sequence[str], frozen_included: bool = Fa
 
 
 def flatten(grads, variables) -> tf.Tensor:
-    """One vector of `grads` (None counts as zeros), in the order of `variables`."""
+    """One float32 vector of `grads` (None counts as zeros), in the order of `variables`.
+
+    Gradients of a mixed-precision representation (bfloat16, float16) are
+    balanced in float32.
+    """
     return tf.concat(
-        [tf.reshape(tf.zeros_like(v) if g is None else tf.convert_to_tensor(g), [-1])
+        [tf.reshape(tf.zeros(v.shape, tf.float32) if g is None else tf.cast(g, tf.float32), [-1])
          for g, v in zip(grads, variables)],
         axis=0,
     )

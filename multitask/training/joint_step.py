@@ -70,15 +70,25 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
     return losses, outputs, representation
 
 
-def _apply(optimizer, grads, variables) -> None:
-    """Applies the gradients that exist: a variable no active task reaches is left alone."""
-    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-    if pairs:
-        optimizer.apply_gradients(pairs)
+def _apply(optimizer, grads, variables, variable_optimizers=None) -> None:
+    """Applies the gradients that exist (a variable no active task reaches is left alone).
+
+    A variable of `variable_optimizers` (`{id(variable): optimizer}`) is
+    updated by its own optimizer, every other one by `optimizer`.
+    """
+    groups = {id(optimizer): (optimizer, [])}
+    for grad, variable in zip(grads, variables):
+        if grad is not None:
+            owner = (variable_optimizers or {}).get(id(variable), optimizer)
+            groups.setdefault(id(owner), (owner, []))[1].append((grad, variable))
+    for owner, pairs in groups.values():
+        if pairs:
+            owner.apply_gradients(pairs)
 
 
 def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metrics, global_step,
-               shared_features=None, rep_grad: bool = False, **metric_kwargs) -> Dict[str, tf.Tensor]:
+               shared_features=None, rep_grad: bool = False, variable_optimizers=None,
+               **metric_kwargs) -> Dict[str, tf.Tensor]:
     """One joint step over the tasks of `task_inputs` (see the module docstring).
 
     Args:
@@ -94,6 +104,8 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
       shared_features: The features all tasks read, when they share them.
       rep_grad: Aggregate gradients with respect to the shared representation
         (needs `shared_features` and an `EncoderHeadsModel`).
+      variable_optimizers: `{id(variable): optimizer}`: variables a task's
+        own optimizer updates (`training.task_optimizers`).
       **metric_kwargs: Passed to each task's `process_metrics`.
 
     Returns:
@@ -124,12 +136,12 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
     logs = dict(losses)
     if one_backward_pass:
         variables = list(model.trainable_variables) + list(weighting.trainable_variables)
-        _apply(optimizer, tape.gradient(scaled, variables), variables)
+        _apply(optimizer, tape.gradient(scaled, variables), variables, variable_optimizers)
         logs["total_loss"] = objective
         logs["weights"] = weights
     else:
-        logs.update(_balance_gradients(tape, weighting, model, optimizer, all_names, names, tasks,
-                                       weighted, scaled_losses, scaled_sum, representation, rep_grad))
+        logs.update(_balance_gradients(tape, weighting, model, optimizer, all_names, names, tasks, weighted,
+                                       scaled_losses, scaled_sum, representation, rep_grad, variable_optimizers))
         del tape
     for name in names:
         _, labels = base_task.split_inputs(task_inputs[name])
@@ -139,7 +151,7 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
 
 def _balance_gradients(tape, weighting, model, optimizer, all_names: List[str], names: Sequence[str],
                        tasks: List[int], weighted, scaled_losses, scaled_sum, representation,
-                       rep_grad: bool) -> Dict[str, tf.Tensor]:
+                       rep_grad: bool, variable_optimizers) -> Dict[str, tf.Tensor]:
     """The gradient-level update: per-task gradients, balanced, applied."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     scale = optimizer.scale_loss(tf.constant(1.0))
@@ -153,7 +165,8 @@ def _balance_gradients(tape, weighting, model, optimizer, all_names: List[str], 
         combined, weights = weighting.aggregate(global_mean, gathered, tasks)
         norms, cosines = gradients.gradient_diagnostics(gathered)
         local_part = gradients.local_slice(combined, representation)
-        shared_grads = tape.gradient(representation, shared, output_gradients=local_part * scale)
+        shared_grads = tape.gradient(representation, shared,
+                                     output_gradients=tf.cast(local_part * scale, representation.dtype))
     else:
         per_task = gradients.mean_over_replicas(per_task)
         combined, weights = weighting.aggregate(global_mean, per_task, tasks)
@@ -162,7 +175,7 @@ def _balance_gradients(tape, weighting, model, optimizer, all_names: List[str], 
         shared_grads = gradients.unflatten(combined * scale / replicas, shared)
     specific_variables = [v for name in names for v in specific[name]]
     specific_grads = tape.gradient(scaled_sum, specific_variables) if specific_variables else []
-    _apply(optimizer, list(shared_grads) + list(specific_grads), shared + specific_variables)
+    _apply(optimizer, list(shared_grads) + list(specific_grads), shared + specific_variables, variable_optimizers)
     return {"total_loss": tf.reduce_sum(weights * global_mean), "weights": weights,
             "grad_norms": norms, "grad_cosines": cosines}
 

@@ -20,7 +20,7 @@ position advance).
 """
 import contextlib
 import threading
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import keras
 import tensorflow as tf
@@ -92,22 +92,27 @@ class NonFiniteGuard:
         return getattr(self._local, name)
 
     @contextlib.contextmanager
-    def guarding(self, optimizer: keras.optimizers.Optimizer, update_if: Optional[tf.Tensor] = None):
-        """Within this block, `optimizer` updates only when the step is finite.
+    def guarding(self, *optimizers: keras.optimizers.Optimizer):
+        """Within this block, each of `optimizers` updates only when the step is finite.
 
-        Wraps the instance's `scale_loss` (to see every loss that gets
+        Wraps each instance's `scale_loss` (to see every loss that gets
         differentiated) and `apply` (to gate the update) while the replica
-        function is traced or run.
-
-        Args:
-          optimizer: The optimizer to gate.
-          update_if: Optional scalar bool, the same on every replica: when
-            False the update is skipped too, without counting as non-finite
-            (the joint trainer's step with no active task).
+        function is traced or run. Every update checks all the step's losses
+        and its own gradients, so a non-finite loss stops every update of the
+        step.
         """
+        self._local = threading.local()
+        for optimizer in optimizers:
+            self._wrap(optimizer)
+        try:
+            yield
+        finally:
+            for optimizer in optimizers:
+                del optimizer.scale_loss, optimizer.apply
+
+    def _wrap(self, optimizer: keras.optimizers.Optimizer) -> None:
         check_grads = not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         scale_loss, apply = optimizer.scale_loss, optimizer.apply
-        self._local = threading.local()
 
         def guarded_scale_loss(loss):
             self._list("losses").append(loss)
@@ -116,8 +121,6 @@ class NonFiniteGuard:
         def guarded_apply(grads, trainable_variables=None):
             bad = replica_bad_count(_all_finite(self._list("losses") + (list(grads) if check_grads else [])))
             self._list("skipped").append(bad > 0)
-            if update_if is not None:
-                bad = tf.where(update_if, bad, tf.ones_like(bad))
 
             def update(grads, trainable_variables):
                 apply(grads, trainable_variables)
@@ -144,10 +147,6 @@ class NonFiniteGuard:
                 context.merge_call(cross_replica, args=(bad, grads, trainable_variables))
 
         optimizer.scale_loss, optimizer.apply = guarded_scale_loss, guarded_apply
-        try:
-            yield
-        finally:
-            del optimizer.scale_loss, optimizer.apply
 
     def step_flags(self, task_losses: Sequence[tf.Tensor]) -> tf.Tensor:
         """Per-task "not finite on some replica" counts `[T]` plus the gate's verdict.

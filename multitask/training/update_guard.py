@@ -8,7 +8,7 @@ when the factor is 0. Restoring is needed because stateful optimizers (Adam's
 moments, momentum, weight decay) move a variable even when its gradient is
 zero.
 """
-from typing import Dict, Iterable, List, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
@@ -54,7 +54,8 @@ class UpdateGuard:
     both in cross-replica context (outside `strategy.run`).
     """
 
-    def __init__(self, optimizer, groups: Mapping[str, Sequence[tf.Variable]], all_variables):
+    def __init__(self, optimizer, groups: Mapping[str, Sequence[tf.Variable]], all_variables,
+                 group_optimizers: Optional[Mapping[str, object]] = None):
         """Creates the guard.
 
         Args:
@@ -62,10 +63,13 @@ class UpdateGuard:
           groups: `{group: variables}`; a group's variables and their
             optimizer slots are guarded together.
           all_variables: Every variable the optimizer updates (to attribute slots).
+          group_optimizers: `{group: optimizer}` for groups that another
+            optimizer updates (a task's own).
         """
         self._groups = {name: list(variables) for name, variables in groups.items() if variables}
         self._slots = {
-            name: optimizer_slots(optimizer, variables, all_variables) for name, variables in self._groups.items()
+            name: optimizer_slots((group_optimizers or {}).get(name, optimizer), variables, all_variables)
+            for name, variables in self._groups.items()
         }
 
     def snapshot(self, groups: Iterable[str]) -> Dict[str, List[tf.Tensor]]:
