@@ -1,6 +1,6 @@
 """HeadTask: a Task built from a head config and a registered dataset.
 
-For the common cases a user writes no Task class: the head (`heads.py`)
+For the common cases a user writes no Task class: the head (`heads/`)
 brings the loss and the metrics, and the data come from the reader registered
 for the data config's class with `multitask.input_factory`:
 
