@@ -99,3 +99,18 @@ def test_float16_policy_wraps_optimizer_and_trains():
         assert model.shared.kernel.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("item", ["weighting", "early_stopping", "task_optimizers"])
+def test_model_checkpoint_items_may_not_take_a_reserved_name(item):
+    """Every item a trainer or the launcher adds to the checkpoint is reserved."""
+
+    class Clashing(toy.ToyMultiTaskModel):
+        @property
+        def checkpoint_items(self):
+            return {item: self.shared}
+
+    with pytest.raises(ValueError, match=f"reserved names \\['{item}'\\]"):
+        base_trainer.MultiTaskBaseTrainer(
+            multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())]),
+            Clashing(), keras.optimizers.SGD(0.1))

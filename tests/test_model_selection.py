@@ -133,3 +133,35 @@ def test_run_ends_when_every_task_has_stopped(tmp_path):
     events = [json.loads(line) for line in open(tmp_path / "early_stopping.json")]
     assert {(e["task"], e["step"]) for e in events} == {("foo", 4), ("bar", 4)}
     assert "aggregate" in json.load(open(os.path.join(tmp_path, "best", "info.json")))
+
+
+def _weighted_run(model_dir, train_steps):
+    """pcgrad with early stopping on bar alone (stops at step 4), through `run_experiment`."""
+    params = _params()
+    params.override({"task": {"task_routines": [
+        {}, {"early_stopping": {"metric": "mae", "mode": "lower", "patience": 1, "min_delta": 1e9}}]},
+        "trainer": {"weighting": {"type": "pcgrad"}, "train_steps": train_steps}}, is_strict=False)
+    params.validate()
+    keras.utils.set_random_seed(0)
+    task = multitask.MultiTask.from_config(params.task)
+    model = toy.ToyMultiTaskModel()
+    train_lib.run_experiment(distribution_strategy=tf.distribute.get_strategy(), task=task, model=model,
+                             mode="train_and_eval", params=params, model_dir=str(model_dir))
+    return task, model
+
+
+def test_a_weighting_run_goes_on_after_early_stopping_and_resumes_exactly(tmp_path):
+    """The run trains foo alone after bar stops (no error at the next loop), and a run
+    stopped at step 6 and resumed ends exactly where the uninterrupted one does."""
+    task, model = _weighted_run(tmp_path / "whole", 12)
+    assert task.active_tasks == ["foo"]
+    assert tf.train.latest_checkpoint(str(tmp_path / "whole")).endswith("-12")
+    events = [json.loads(line) for line in open(tmp_path / "whole" / "early_stopping.json")]
+    assert [(e["task"], e["step"]) for e in events] == [("bar", 4)]
+    _weighted_run(tmp_path / "resumed", 6)
+    resumed_task, resumed = _weighted_run(tmp_path / "resumed", 12)
+    assert resumed_task.active_tasks == ["foo"]
+    for a, b in zip(model.variables, resumed.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    events = [json.loads(line) for line in open(tmp_path / "resumed" / "early_stopping.json")]
+    assert [(e["task"], e["step"]) for e in events] == [("bar", 4)]
