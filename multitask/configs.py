@@ -127,7 +127,6 @@ class MultiTaskConfig(hyperparams.Config):
             self.model.validate()
 
 
-@dataclasses.dataclass
 class WeightingConfig(open_config.OpenConfig):
     """A task-balancing method of `multitask.weighting` for the joint trainer.
 
@@ -146,9 +145,13 @@ class WeightingConfig(open_config.OpenConfig):
     ValueError naming `trainer.weighting` and the keys it takes. Setting
     another `type` replaces the whole block, so a method does not inherit
     the previous one's hyper-parameters; a key set to null counts as unset.
+    In Python, `WeightingConfig(type="mgda", normalization="l2")`.
     """
 
-    type: str = ""
+    def __init__(self, default_params=None, restrictions=None, **hyperparameters):
+        """Creates the block from a mapping and/or keywords; `type` defaults to ""."""
+        params = {"type": "", **(default_params or {}), **hyperparameters}
+        super().__init__(default_params=params, restrictions=restrictions)
 
     def hyperparameters(self) -> dict:
         """The hyper-parameters that are set, by name."""

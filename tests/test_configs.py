@@ -146,6 +146,10 @@ def test_weighting_from_the_command_line_and_yaml(tmp_path):
 def test_weighting_config_validation():
     joint = dict(trainer_type="joint")
     configs.MultiTaskTrainerConfig(weighting={"type": "mgda", "normalization": "l2"}, **joint).validate()
+    in_python = configs.WeightingConfig(type="mgda", normalization="l2")
+    assert configs.MultiTaskTrainerConfig(weighting=in_python, **joint).weighting.hyperparameters() == {
+        "normalization": "l2"}
+    assert configs.WeightingConfig().as_dict() == {"type": ""}
     with pytest.raises(ValueError, match="weighting.type is 'magic', an unknown weighting; registered: .*mgda"):
         configs.MultiTaskTrainerConfig(weighting={"type": "magic"}, **joint).validate()
     with pytest.raises(ValueError, match="'dwa' does not take alpha; it takes: temperature"):
