@@ -10,7 +10,8 @@ the keys against the builder's signature in `validate()`, through the
 builder's `multitask.registry.Registry.check`, before anything runs.
 
 Setting another `type` than the current one replaces the whole block, so the
-new type does not inherit the previous type's keys. This module has no
+new type does not inherit the previous type's keys (keys set while the block
+had no type, or an empty one, stay: they were meant for the type to come). This module has no
 TensorFlow dependency: `multitask.configs` imports it.
 """
 from official.modeling import hyperparams
@@ -37,7 +38,7 @@ class OpenConfig(hyperparams.Config):
     def _override(self, override_dict, is_strict=True):
         del is_strict  # Any key is allowed; the block's builder decides.
         new_type = override_dict.get("type")
-        if new_type is not None and self.__dict__.get("type") not in (None, new_type):
+        if new_type is not None and self.__dict__.get("type") not in (None, "", new_type):
             for key in [k for k in self.__dict__ if k not in self.RESERVED_ATTR]:
                 del self.__dict__[key]
         for key, value in override_dict.items():

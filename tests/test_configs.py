@@ -133,6 +133,11 @@ def test_weighting_from_the_command_line_and_yaml(tmp_path):
     with pytest.raises(ValueError, match=r"trainer.weighting: weighting 'dwa' does not take temprature; "
                                          r"it takes: temperature"):
         params.trainer.validate()
+    # Keys set before any type are kept for the type that comes.
+    params = _experiment(trainer_type="joint")
+    train.apply_override(params, "trainer.weighting.normalization=l2", "--params_override")
+    train.apply_override(params, "trainer.weighting.type=mgda", "--params_override")
+    assert params.trainer.weighting.as_dict() == {"type": "mgda", "normalization": "l2"}
     # A params.yaml written with the former flat fields (unset ones null) still reads and validates.
     params = _experiment(trainer_type="joint")
     params.override({"trainer": {"weighting": {"type": "mgda", "normalization": "l2", "alpha": None, "seed": None}}},
