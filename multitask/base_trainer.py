@@ -9,17 +9,12 @@ weights). The steps of a loop run inside one `tf.function` (orbit's
 is created.
 
 Which tasks train is fixed for each stretch of a loop (`task_control.LoopPlan`):
-`train(num_steps)` cuts the loop where a task's step window opens or closes,
-and traces one loop per plan (and per set of trainable variables), kept for
-reuse. A task that is off takes no forward or backward pass, updates no
-metric and no variable; its batches are still read, so every task's data
-stays aligned with the global step. Learning-rate multipliers other than 1
-scale a group's update through `training.update_guard`.
-
-Sub-models that Keras has not built yet are built when the trainer is created,
-by one symbolic call on inputs shaped like their task's train data
-(`multitask.model_inputs`). Parts of the model may be frozen or unfrozen
-between `train()` calls; the optimizer is built on the frozen variables too.
+`train(num_steps)` cuts the loop where a step window opens or closes and
+traces one loop per plan and set of trainable variables (frozen parts may
+change between calls). A task that is off takes no forward or backward pass
+and updates no metric or variable; its batches are still read, so the data
+stays aligned with the global step. Unbuilt sub-models are built from their
+train data's spec when the trainer is created (`multitask.model_inputs`).
 """
 import functools
 from typing import Any, Dict, Mapping, Optional, Union
@@ -36,22 +31,14 @@ from multitask import results as results_lib
 from multitask import successive_regularization as successive_lib
 from multitask.core import runtime
 from multitask.training import checkpoint_items
-from multitask.training import diagnostics as diagnostics_lib
 from multitask.training import gradients
 from multitask.training import input_distribution
 from multitask.training import joint_step
 from multitask.training import nonfinite
 from multitask.training import task_optimizers as task_optimizers_lib
+from multitask.training import train_logs
 from multitask.training import update_guard
 from multitask.weighting import base as weighting_base
-
-# The UpdateGuard group of the variables several tasks share.
-_SHARED_GROUP = "__shared__"
-
-
-def needs_loss_scaling() -> bool:
-    """Whether the global policy computes in float16 (optimizers then scale the loss)."""
-    return keras.mixed_precision.global_policy().compute_dtype == "float16"
 
 
 @gin.configurable
@@ -123,15 +110,11 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         self._multi_task_model = multi_task_model
         names = list(multi_task.tasks)
         base_model.check_tasks_in_model(multi_task_model, multi_task.tasks)
-        if needs_loss_scaling() and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        if runtime.needs_loss_scaling() and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self._optimizer = optimizer
         self._global_step = orbit.utils.create_global_step()
-        self._task_step_counters = {
-            name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps",
-                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            for name in names
-        }
+        self._task_step_counters = checkpoint_items.task_step_counters(names)
         if train_datasets is None:
             train_datasets = {name: functools.partial(task.build_inputs, task.task_config.train_data)
                               for name, task in multi_task.tasks.items()}
@@ -147,38 +130,25 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
                         + list(self._balancer.trainable_variables))
         self._nonfinite = nonfinite.NonFiniteGuard(on_nonfinite, names)
         self._jit_compile = runtime.step_jit_compile(jit_compile, self._strategy)
-        self._training_losses = {name: keras.metrics.Mean("training_loss") for name in names + ["total_loss"]}
-        self._training_metrics = {name: task.build_metrics(training=True) for name, task in multi_task.tasks.items()}
-        self._diagnostics = None if weighting is None else diagnostics_lib.WeightingDiagnostics(
-            names, gradient_level=rep_grad or not weighting.loss_level)
+        self._logs = train_logs.TrainLogs(multi_task.tasks, weighting, rep_grad)
         # Frozen parts included: a part unfrozen later is still scaled.
         shared, self._own_variables = gradients.split_variables(multi_task_model, names, frozen_included=True)
         self._task_optimizers = task_optimizers_lib.build_task_optimizers(
-            task_optimizers, names, self._task_optimizer_variables, needs_loss_scaling(), self._joint)
+            task_optimizers, names, self._task_optimizer_variables, runtime.needs_loss_scaling(), self._joint)
         self._variable_optimizers = task_optimizers_lib.variable_owners(
             self._task_optimizers, self._task_optimizer_variables) if self._joint else {}
-        items = dict(optimizer=optimizer, global_step=self._global_step, task_step_counters=self._task_step_counters,
-                     task_control=multi_task.control, nonfinite_steps=self._nonfinite.nonfinite_steps)
-        if weighting is not None:
-            items["weighting"] = weighting
-        if self._task_optimizers:
-            items["task_optimizers"] = self._task_optimizers
-        self._checkpoint = checkpoint_items.build_checkpoint(multi_task_model, **items)
-        groups = dict(self._own_variables)
-        self._shared_multiplier = None
-        if shared_learning_rate_multiplier is not None:
-            self._shared_multiplier = tf.Variable(
-                float(shared_learning_rate_multiplier), trainable=False, name="shared_learning_rate_multiplier")
-            self._checkpoint.shared_learning_rate_multiplier = self._shared_multiplier
-            groups[_SHARED_GROUP] = shared
-        self._update_guard = update_guard.UpdateGuard(
-            optimizer, groups, base_model.optimizer_variables(multi_task_model), self._task_optimizers)
-        self._successive = None
-        if successive_regularization:
-            # Only what trains now: the pull must not move a frozen variable.
-            trainable_shared, _ = gradients.split_variables(multi_task_model, names)
-            self._successive = successive_lib.SuccessiveRegularization(trainable_shared, successive_regularization)
-            self._checkpoint.successive_regularization = self._successive
+        self._scaling = update_guard.TaskUpdateScaling(
+            optimizer, self._own_variables, shared, base_model.optimizer_variables(multi_task_model),
+            shared_learning_rate_multiplier, self._task_optimizers)
+        # Only what trains now: the pull must not move a frozen variable.
+        self._successive = successive_lib.SuccessiveRegularization(
+            gradients.split_variables(multi_task_model, names)[0], successive_regularization
+        ) if successive_regularization else None
+        self._checkpoint = checkpoint_items.build_checkpoint(
+            multi_task_model, optimizer=optimizer, global_step=self._global_step,
+            task_step_counters=self._task_step_counters, task_control=multi_task.control,
+            nonfinite_steps=self._nonfinite.nonfinite_steps, weighting=weighting, task_optimizers=self._task_optimizers,
+            shared_learning_rate_multiplier=self._scaling.shared_multiplier, successive_regularization=self._successive)
         self._trainable_signature = None
         self._train_loop_fns = {}  # One traced loop per (trainable variables, plan, guarded groups).
         self._loop_key = self._plan = self._guarded = None
@@ -191,12 +161,12 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     optimizer = property(lambda self: self._optimizer)
     global_step = property(lambda self: self._global_step)
     checkpoint = property(lambda self: self._checkpoint, doc="Model, optimizer, steps, task control and more.")
-    training_losses = property(lambda self: self._training_losses, doc="Per-task and total running loss means.")
-    training_metrics = property(lambda self: self._training_metrics, doc="Each task's `build_metrics(True)`.")
+    training_losses = property(lambda self: self._logs.losses, doc="Per-task and total running loss means.")
+    training_metrics = property(lambda self: self._logs.metrics, doc="Each task's `build_metrics(True)`.")
     on_nonfinite = property(lambda self: self._nonfinite.policy, doc='"raise" or "skip".')
     jit_compile = property(lambda self: self._jit_compile, doc="Whether replica steps are XLA-compiled.")
     successive_regularization = property(lambda self: self._successive, doc="None when off.")
-    shared_learning_rate_multiplier = property(lambda self: self._shared_multiplier, doc="None unless given.")
+    shared_learning_rate_multiplier = property(lambda self: self._scaling.shared_multiplier, doc="None unless given.")
 
     def task_optimizer(self, name: str) -> keras.optimizers.Optimizer:
         """The optimizer of task `name`'s own updates (its own, else the trainer's)."""
@@ -251,24 +221,13 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             joint_step.check_shared_parameters(
                 self._weighting, self._rep_grad, self._multi_task_model, list(self._multi_task.tasks))
             self._trainable_signature = signature
-        metrics = list(self._training_losses.values()) + [m for ms in self._training_metrics.values() for m in ms]
-        for metric in metrics:
-            metric.reset_state()
-        if self._diagnostics is not None:
-            self._diagnostics.reset()
-
-    def _guarded_groups(self, plan) -> frozenset:
-        """The `UpdateGuard` groups whose update a loop with `plan` scales."""
-        groups = plan.scaled & set(plan.active)
-        if self._shared_multiplier is not None and float(self._shared_multiplier.numpy()) != 1.0:
-            groups |= {_SHARED_GROUP}
-        return groups
+        self._logs.reset()
 
     def _select_train_loop(self, remaining: int) -> int:
         """Points orbit at the loop traced for the plan of now; returns the steps that plan holds."""
         control, step = self._multi_task.control, int(self._global_step.numpy())
         self._plan = control.loop_plan(step)
-        self._guarded = self._guarded_groups(self._plan)
+        self._guarded = self._scaling.groups_for(self._plan)
         key = (self._trainable_signature, self._plan, self._guarded)
         if key != self._loop_key:
             self._loop_key = key
@@ -284,18 +243,14 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             step = self._global_step.read_value()
             if not self._inputs.shared:
                 inputs = {name: inputs[name] for name in active}
-            before = self._update_guard.snapshot(self._guarded)
+            before = self._scaling.snapshot(self._guarded)
             with self._nonfinite.guarding(self._optimizer, *self._task_optimizers.values()):
                 flags = self._strategy.run(self.compiled(lambda inputs: self._replica_step(inputs, step, active)),
                                            args=(inputs,))
             self._nonfinite.record(flags, step + 1)
             if self._successive is not None:
                 self._successive.apply(self._optimizer.learning_rate)
-            factors = {name: self._multi_task.control.learning_rate_multiplier(name)
-                       for name in self._guarded if name != _SHARED_GROUP}
-            if _SHARED_GROUP in self._guarded:
-                factors[_SHARED_GROUP] = self._shared_multiplier.read_value()
-            self._update_guard.apply(before, factors)
+            self._scaling.apply(before, self._multi_task.control)
         self._global_step.assign_add(1)
         for name in active:
             self._task_step_counters[name].assign_add(1)
@@ -303,12 +258,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     def _replica_step(self, inputs, step, active):
         logs = joint_step.train_step(
             self._multi_task, self._balancer, self._inputs.task_inputs(inputs, active), self._multi_task_model,
-            self._optimizer, self._training_metrics, step, shared_features=self._inputs.shared_features(inputs),
+            self._optimizer, self._logs.metrics, step, shared_features=self._inputs.shared_features(inputs),
             rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers)
-        if self._diagnostics is not None:
-            self._diagnostics.update(active, logs)
-        for name in active + ["total_loss"]:
-            self._nonfinite.update_mean(self._training_losses[name], logs[name])
+        self._logs.record_joint_step(active, logs, self._nonfinite.update_mean)
         return self._nonfinite.step_flags([logs.get(name, 0.0) for name in self._multi_task.tasks])
 
     def train_loop_end(self) -> Dict[str, Any]:
@@ -328,16 +280,11 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         control_logs = self._multi_task.control.logs(
             self._global_step, self._logs_loss_weights, self._logs_sampling_weights)
         for name in self._multi_task.tasks:
-            logs = {"training_loss": self._training_losses[name].result()}
-            logs.update({metric.name: metric.result() for metric in self._training_metrics[name]})
-            if self._diagnostics is not None:
-                logs.update(self._diagnostics.results(name))
-            logs["task_steps"] = self._task_step_counters[name].read_value()
+            extra = {"task_steps": self._task_step_counters[name].read_value()}
             if name in self._task_optimizers:
-                logs["learning_rate"] = self._task_optimizers[name].learning_rate
-            logs.update(control_logs[name])
-            result[name] = logs
-        result["total_loss"] = self._training_losses["total_loss"].result()
+                extra["learning_rate"] = self._task_optimizers[name].learning_rate
+            result[name] = self._logs.task_results(name, dict(extra, **control_logs[name]))
+        result["total_loss"] = self._logs.losses["total_loss"].result()
         # Follows the optimizer's own step count (one per backward pass).
         result["learning_rate"] = self._optimizer.learning_rate
         if self._nonfinite.policy == "skip":

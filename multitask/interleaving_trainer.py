@@ -153,10 +153,10 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
                 self._inputs.task_inputs(inputs, [name])[name],
                 model=model,
                 optimizer=self.task_optimizer(name),
-                metrics=self._training_metrics[name],
+                metrics=self._logs.metrics[name],
             )
             loss = logs[task.loss]
-            self._nonfinite.update_mean(self._training_losses[name], loss)
+            self._nonfinite.update_mean(self._logs.losses[name], loss)
             return self._nonfinite.step_flags([loss if n == name else 0.0 for n in self._multi_task.tasks])
 
         guard = self._task_guards[name]

@@ -13,7 +13,6 @@ from multitask import interleaving_trainer
 from multitask import multitask
 from multitask import task_control
 from multitask import task_sampler
-from multitask import weighting
 from multitask.core import runtime
 from multitask.training import update_guard
 

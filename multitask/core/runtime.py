@@ -116,3 +116,8 @@ def step_jit_compile(jit_compile: bool, strategy: tf.distribute.Strategy) -> boo
             "one_device strategy); a TPUStrategy compiles its steps itself."
         )
     return jit_compile and not tpu
+
+
+def needs_loss_scaling() -> bool:
+    """Whether the global policy computes in float16 (optimizers then scale the loss)."""
+    return keras.mixed_precision.global_policy().compute_dtype == "float16"

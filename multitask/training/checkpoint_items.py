@@ -5,7 +5,7 @@ step counters and task control, plus items the trainer and the launcher add
 (`RESERVED`); a model's `checkpoint_items` (e.g. `{"encoder": encoder}`, for
 warm starts) are saved beside them under their own names.
 """
-from typing import Mapping
+from typing import Dict, Mapping, Sequence
 
 import tensorflow as tf
 
@@ -16,8 +16,15 @@ RESERVED = (
 )
 
 
+def task_step_counters(task_names: Sequence[str]) -> Dict[str, tf.Variable]:
+    """`{task: int64 variable}`: the number of steps that trained each task."""
+    return {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=f"{name}_steps",
+                              aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            for name in task_names}
+
+
 def build_checkpoint(model, **items) -> tf.train.Checkpoint:
-    """A checkpoint of `model`, the trainer's `items` and the model's own `checkpoint_items`.
+    """A checkpoint of `model`, the trainer's `items` (None or empty ones left out) and the model's own items.
 
     Raises:
       ValueError: The model's `checkpoint_items` use a name of `RESERVED`.
@@ -29,4 +36,5 @@ def build_checkpoint(model, **items) -> tf.train.Checkpoint:
             f"checkpoint_items of {type(model).__name__} use reserved names "
             f"{clashes}; reserved: {', '.join(RESERVED)}."
         )
+    items = {name: item for name, item in items.items() if item is not None and not (isinstance(item, dict) and not item)}
     return tf.train.Checkpoint(model=model, **items, **model_items)

@@ -100,3 +100,51 @@ class UpdateGuard:
                 return tf.constant(True)
 
             tf.cond(tf.not_equal(factor, 1.0), scale, lambda: tf.constant(False))
+
+
+class TaskUpdateScaling:
+    """The learning-rate multipliers of a joint trainer: per task (its own variables) and for the trunk.
+
+    A loop scales only the groups whose multiplier is not 1 when it starts
+    (`groups_for`), so the common case copies nothing.
+    """
+
+    # The group of the variables several tasks share.
+    SHARED = "__shared__"
+
+    def __init__(self, optimizer, own_variables: Mapping[str, Sequence[tf.Variable]], shared: Sequence[tf.Variable],
+                 all_variables, shared_multiplier: Optional[float] = None,
+                 task_optimizers: Optional[Mapping[str, object]] = None):
+        """Creates the guard and, given a `shared_multiplier`, its variable.
+
+        Args:
+          optimizer: The trainer's optimizer (built).
+          own_variables: `{task: its own variables}`.
+          shared: The variables several tasks share.
+          all_variables: Every variable the optimizer updates.
+          shared_multiplier: The trunk's multiplier; None costs nothing.
+          task_optimizers: `{task: optimizer}` of tasks with their own.
+        """
+        groups = dict(own_variables)
+        self.shared_multiplier = None
+        if shared_multiplier is not None:
+            self.shared_multiplier = tf.Variable(
+                float(shared_multiplier), trainable=False, name="shared_learning_rate_multiplier")
+            groups[self.SHARED] = shared
+        self._guard = UpdateGuard(optimizer, groups, all_variables, task_optimizers)
+
+    def groups_for(self, plan) -> frozenset:
+        """The groups whose update a loop with `plan` (a `task_control.LoopPlan`) scales."""
+        groups = plan.scaled & set(plan.active)
+        if self.shared_multiplier is not None and float(self.shared_multiplier.numpy()) != 1.0:
+            groups |= {self.SHARED}
+        return groups
+
+    def snapshot(self, groups: Iterable[str]) -> Dict[str, List[tf.Tensor]]:
+        return self._guard.snapshot(groups)
+
+    def apply(self, before, control) -> None:
+        """Scales each snapshotted group's update by its multiplier (`control`: the `TaskControl`)."""
+        factors = {name: self.shared_multiplier.read_value() if name == self.SHARED
+                   else control.learning_rate_multiplier(name) for name in before}
+        self._guard.apply(before, factors)
