@@ -6,7 +6,7 @@ is left out, and the task's loss is the sum of the labelled entries' losses
 divided by the number of labelled entries in the global batch, so that it does
 not depend on how the batch is split over replicas.
 
-The library's steps (`Task.train_step`, the joint step, `balanced_train_step`)
+The library's steps (`Task.train_step`, `training.joint_step.train_step`)
 divide every replica's loss by `num_replicas_in_sync` and sum the gradients
 over replicas, which is right for losses that are means over equal local
 batches. A masked loss is not: its local labelled counts differ. So a replica
