@@ -1,7 +1,12 @@
 """Trainer overhead: examples/s of our trainers against a hand-written loop and Model Garden's.
 
     python -m benchmarks.trainer_overhead [--sizes small large] [--steps 100] [--repeats 7]
-        [--jit] [--out trainer_overhead.json]
+        [--jit] [--out trainer_overhead.json] [--results_dir benchmarks/results]
+
+All runners live in this one process and are timed in turn; its sibling
+`benchmarks.trainer_overhead_per_process` runs each runner in a fresh process
+of its own instead, the way a user runs one job, on the same workload (it
+imports the runners from here).
 
 Workload (issue 7): three tasks, each with its own synthetic in-memory data
 (features of dim 64, batch 256 per task, 8 batches cached and repeated):
@@ -30,11 +35,17 @@ Two schedules, each run by three implementations of the same computation:
   Tasks and models (the peer: it is what a Model Garden user runs today).
 
 All three use the same loss function (raw TF ops), the same datasets and the
-default strategy. Every runner is built and traced first; each round then
-times `--steps` steps of every runner in turn (`timing.interleaved_round_times`).
-The table shows each runner's median examples/s over `--repeats` rounds and
-our trainers' speed relative to the two references: the median over rounds
-of the ratio within a round (`timing.paired_speedup`), which cancels the
+default strategy. (`ours_shared_input` is a third variant used by the
+per-process benchmark: one dataset labelled for all three tasks, an
+`EncoderHeadsModel`, plain or with a gradient method and `rep_grad`.)
+
+Every runner is built and traced first; each round then times `--steps`
+steps of every runner in turn, the order rotated by one runner each round
+(`timing.interleaved_round_measures`), in wall time and in this process's
+CPU time (user + system, all threads). The tables show each runner's median
+examples per second and per CPU-second over `--repeats` rounds, and our
+trainers' speed relative to the two references: the median over rounds of
+the ratio within a round (`timing.paired_speedup`), which cancels the
 machine's slow and fast phases that shift whole rounds. Each timed call is
 one `train()` (one orbit loop of `--steps` steps), so a trainer's per-call
 bookkeeping (about 2 ms on CPU: metric resets, reading the losses back)
@@ -44,12 +55,16 @@ compiles a task's step the first time that task is sampled: keep `--steps`
 large enough that the untimed first call samples every task.) The peak RSS
 printed at the end is that of the whole process (`python -m benchmarks.run`
 runs each size in its own process, so there it is per workload).
+
+Each run writes its tables and JSON (command, machine, versions, commit)
+to `--results_dir` as `<--name>-<date>.{md,json}` (`benchmarks.record`).
 """
 import argparse
 import functools
 import json
 import os
 import statistics
+from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -66,12 +81,14 @@ from official.modeling.multitask import interleaving_trainer as mg_interleaving_
 from official.modeling.multitask import multitask as mg_multitask  # noqa: E402
 from official.modeling.multitask import task_sampler as mg_task_sampler  # noqa: E402
 
+from benchmarks import record  # noqa: E402
 from benchmarks import timing  # noqa: E402
 from multitask import base_model  # noqa: E402
 from multitask import base_trainer  # noqa: E402
 from multitask import interleaving_trainer  # noqa: E402
 from multitask import multitask  # noqa: E402
 from multitask import task_sampler  # noqa: E402
+from multitask import weighting  # noqa: E402
 from multitask.core import base_task  # noqa: E402
 from multitask.core import fused_adam  # noqa: E402
 
@@ -101,20 +118,32 @@ def task_loss(name: str, labels, outputs) -> tf.Tensor:
     return tf.reduce_mean(tf.math.squared_difference(outputs, labels))
 
 
+def _labels(rng, name: str, size: int) -> np.ndarray:
+    kind, width = TASKS[name]
+    if kind == "softmax":
+        return rng.integers(0, width, size).astype(np.int32)
+    if kind == "sigmoid":
+        return rng.integers(0, 2, (size, 1)).astype(np.float32)
+    return rng.standard_normal((size, 1)).astype(np.float32)
+
+
+def _cached(features, labels) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+    return dataset.batch(BATCH, drop_remainder=True).cache().repeat().prefetch(tf.data.AUTOTUNE)
+
+
 def synthetic_dataset(name: str) -> tf.data.Dataset:
     """Endless batches of task `name`: `NUM_BATCHES` random batches, cached and repeated."""
     rng = np.random.default_rng(list(TASKS).index(name))
-    size = NUM_BATCHES * BATCH
-    features = rng.standard_normal((size, FEATURES)).astype(np.float32)
-    kind, width = TASKS[name]
-    if kind == "softmax":
-        labels = rng.integers(0, width, size).astype(np.int32)
-    elif kind == "sigmoid":
-        labels = rng.integers(0, 2, (size, 1)).astype(np.float32)
-    else:
-        labels = rng.standard_normal((size, 1)).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
-    return dataset.batch(BATCH, drop_remainder=True).cache().repeat().prefetch(tf.data.AUTOTUNE)
+    features = rng.standard_normal((NUM_BATCHES * BATCH, FEATURES)).astype(np.float32)
+    return _cached(features, _labels(rng, name, NUM_BATCHES * BATCH))
+
+
+def shared_dataset() -> tf.data.Dataset:
+    """Endless batches of `(features, {task: labels})`: one input labelled for every task."""
+    rng = np.random.default_rng(len(TASKS))
+    features = rng.standard_normal((NUM_BATCHES * BATCH, FEATURES)).astype(np.float32)
+    return _cached(features, {name: _labels(rng, name, NUM_BATCHES * BATCH) for name in TASKS})
 
 
 # Keras 3: our trainers and the hand-written loops.
@@ -132,18 +161,23 @@ class SyntheticTask(base_task.Task):
         return task_loss(self.name, labels, model_outputs)
 
 
+def _encoder_and_heads(widths):
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential(
+        [keras.Input((FEATURES,))] + [keras.layers.Dense(w, activation="relu") for w in widths], name="encoder")
+    heads = {
+        name: keras.Sequential([keras.Input((widths[-1],)), keras.layers.Dense(HEAD_WIDTH, activation="relu"),
+                                keras.layers.Dense(width)], name=f"{name}_head")
+        for name, (_, width) in TASKS.items()
+    }
+    return encoder, heads
+
+
 class SharedMLP(base_model.MultiTaskBaseModel):
     """The Keras 3 model: one `EncoderHead` per task over one shared MLP encoder."""
 
     def __init__(self, widths, **kwargs):
-        keras.utils.set_random_seed(0)
-        self.encoder = keras.Sequential(
-            [keras.Input((FEATURES,))] + [keras.layers.Dense(w, activation="relu") for w in widths], name="encoder")
-        self.heads = {
-            name: keras.Sequential([keras.Input((widths[-1],)), keras.layers.Dense(HEAD_WIDTH, activation="relu"),
-                                    keras.layers.Dense(width)], name=f"{name}_head")
-            for name, (_, width) in TASKS.items()
-        }
+        self.encoder, self.heads = _encoder_and_heads(widths)
         super().__init__(**kwargs)
 
     def _instantiate_sub_tasks(self):
@@ -220,6 +254,21 @@ def ours(widths, schedule: str, jit_compile: bool = False, optimizer_class=fused
         train_datasets=datasets, jit_compile=jit_compile)
 
 
+def ours_shared_input(widths, method: Optional[str] = None):
+    """Our joint trainer on one shared input (`shared_dataset`), plain or balanced by `method` with rep_grad.
+
+    The model is an `EncoderHeadsModel` over the same encoder and heads, so the
+    encoder runs once per step; with `method` the trainer takes each task's
+    gradient with respect to the encoder's output (`rep_grad`), lets the
+    method combine them and backpropagates the result through the encoder.
+    """
+    encoder, heads = _encoder_and_heads(widths)
+    return base_trainer.MultiTaskBaseTrainer(
+        keras_multi_task(), base_model.EncoderHeadsModel(encoder, heads), fused_adam.FusedAdam(LEARNING_RATE),
+        train_datasets=shared_dataset(),
+        weighting=weighting.get_weighting(method, len(TASKS)) if method else None, rep_grad=method is not None)
+
+
 # tf_keras: Model Garden's own trainers (the peer, only here).
 
 
@@ -281,50 +330,80 @@ def model_garden(widths, schedule: str):
 
 
 def examples_per_step(schedule: str) -> int:
+    """Examples one step trains on (a shared-input step reads one batch labelled for every task)."""
     return BATCH * (len(TASKS) if schedule == "joint" else 1)
 
 
-def run_size(size: str, steps: int, repeats: int, jit: bool = False):
-    """Times every runner of one workload size.
-
-    Returns:
-      Rows `{"size", "schedule", "runner", "seconds_per_step", "examples_per_second"}`.
-    """
-    widths = SIZES[size]
-    builders = {LOOP: lambda s: KerasLoop(widths, s), OURS: lambda s: ours(widths, s),
-                OURS_KERAS_ADAM: lambda s: ours(widths, s, optimizer_class=keras.optimizers.Adam),
-                MODEL_GARDEN: lambda s: model_garden(widths, s)}
+def builders(widths, jit: bool = False):
+    """`{runner name: fn(schedule) -> trainer}` of the in-process comparison."""
+    found = {LOOP: lambda s: KerasLoop(widths, s), OURS: lambda s: ours(widths, s),
+             OURS_KERAS_ADAM: lambda s: ours(widths, s, optimizer_class=keras.optimizers.Adam),
+             MODEL_GARDEN: lambda s: model_garden(widths, s)}
     if jit:
-        builders[OURS_XLA] = lambda s: ours(widths, s, jit_compile=True)
-    runners = {(schedule, name): build(schedule) for schedule in SCHEDULES for name, build in builders.items()}
-    times = timing.interleaved_round_times(runners, steps, repeats)
+        found[OURS_XLA] = lambda s: ours(widths, s, jit_compile=True)
+    return found
+
+
+def rows_from_times(size: str, wall, cpu):
+    """Table rows from `{(schedule, runner): [seconds per step per round]}` of wall and CPU time."""
     rows = []
-    for (schedule, name), rounds in times.items():
-        seconds = statistics.median(rounds)
+    for (schedule, name), rounds in wall.items():
+        seconds, cpu_seconds = statistics.median(rounds), statistics.median(cpu[(schedule, name)])
         row = {"size": size, "schedule": schedule, "runner": name, "seconds_per_step": seconds,
-               "examples_per_second": examples_per_step(schedule) / seconds, "seconds_per_step_rounds": rounds}
+               "examples_per_second": examples_per_step(schedule) / seconds,
+               "examples_per_cpu_second": examples_per_step(schedule) / cpu_seconds,
+               "seconds_per_step_rounds": rounds, "cpu_seconds_per_step_rounds": cpu[(schedule, name)]}
         if name in OURS_RUNNERS:
-            row["speedup"] = {ref: timing.paired_speedup(times, (schedule, name), (schedule, ref))
+            row["speedup"] = {ref: timing.paired_speedup(wall, (schedule, name), (schedule, ref))
                               for ref in (LOOP, MODEL_GARDEN)}
+            row["cpu_speedup"] = {ref: timing.paired_speedup(cpu, (schedule, name), (schedule, ref))
+                                  for ref in (LOOP, MODEL_GARDEN)}
         rows.append(row)
     return rows
 
 
-def print_table(rows) -> None:
-    """Prints examples/s per schedule and runner, and our trainers' ratios to the references."""
+def run_size(size: str, steps: int, repeats: int, jit: bool = False):
+    """Times every runner of one workload size, all in this process.
+
+    Returns:
+      Rows `{"size", "schedule", "runner", "seconds_per_step", "examples_per_second",
+      "examples_per_cpu_second", ...}`; our runners' rows also have "speedup"
+      and "cpu_speedup": `{reference: median within-round ratio}`.
+    """
+    runners = {(schedule, name): build(schedule)
+               for schedule in SCHEDULES for name, build in builders(SIZES[size], jit).items()}
+    wall, cpu = timing.interleaved_round_measures(runners, steps, repeats, rotate=True)
+    return rows_from_times(size, wall, cpu)
+
+
+def markdown(rows) -> str:
+    """Examples per second and per CPU-second of each runner, and our trainers' within-round ratios."""
     runners = list(dict.fromkeys(row["runner"] for row in rows))
-    ours_names = [name for name in OURS_RUNNERS if name in runners]
-    header = f"{'size':<6} {'schedule':<13}" + "".join(f"{name + ' ex/s':>22}" for name in runners)
-    header += "".join(f"{name + '/' + ref:>22}" for name in ours_names for ref in ("loop", "mg"))
-    print(header)
     table = {(row["size"], row["schedule"], row["runner"]): row for row in rows}
-    for size, schedule in dict.fromkeys((row["size"], row["schedule"]) for row in rows):
-        line = f"{size:<6} {schedule:<13}"
-        line += "".join(f"{table[(size, schedule, name)]['examples_per_second']:>22.0f}" for name in runners)
-        for name in ours_names:
-            for ref in (LOOP, MODEL_GARDEN):
-                line += f"{table[(size, schedule, name)]['speedup'][ref]:>21.3f}x"
-        print(line)
+    keys = list(dict.fromkeys((row["size"], row["schedule"]) for row in rows))
+    def per_runner(field):
+        return record.markdown_table(
+            ["size", "schedule"] + runners,
+            [[size, schedule] + [f"{table[(size, schedule, r)][field]:.0f}" for r in runners]
+             for size, schedule in keys],
+            "ll" + "r" * len(runners))
+
+    out = ["Examples per second of wall time (median over rounds):", "", per_runner("examples_per_second"),
+           "Examples per CPU-second (process user + system time over the timed calls; median over rounds):", "",
+           per_runner("examples_per_cpu_second"),
+           "Our trainers against the references: median over rounds of the within-round speed ratio, "
+           "by wall time and by CPU time:", ""]
+    ratio_rows = []
+    for size, schedule in keys:
+        for name in OURS_RUNNERS:
+            row = table.get((size, schedule, name))
+            if row is None:
+                continue
+            ratio_rows.append([size, schedule, name] + [f"{row[kind][ref]:.3f}" for kind in ("speedup", "cpu_speedup")
+                                                        for ref in (LOOP, MODEL_GARDEN)])
+    out.append(record.markdown_table(["size", "schedule", "runner", "/ loop (wall)", "/ MG (wall)", "/ loop (CPU)",
+                                      "/ MG (CPU)"], ratio_rows, "lll" + "r" * 4))
+    return "\n".join(out)
 
 
 def main():
@@ -334,18 +413,27 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--jit", action="store_true", help="also time our trainers with jit_compile=True")
     parser.add_argument("--out", default="trainer_overhead.json")
+    parser.add_argument("--name", default="trainer_overhead", help="file name stem of the recorded results")
+    parser.add_argument("--results_dir", default=str(record.RESULTS_DIR),
+                        help="where the table and JSON are recorded; empty: record nothing")
     args = parser.parse_args()
+    env = record.environment()
     rows = [row for size in args.sizes for row in run_size(size, args.steps, args.repeats, args.jit)]
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
-    print(f"\n3 tasks x batch {BATCH}, {args.steps} steps x {args.repeats} rounds, device {device}: medians;"
-          " a/b is the median over rounds of a's speed relative to b's in the same round")
-    print_table(rows)
     peak = timing.peak_rss_mib()
-    print(f"peak RSS of this process: {peak:.0f} MiB")
+    body = (f"3 tasks x batch {BATCH}, {args.steps} steps per timed `train()` x {args.repeats} rounds (runner order "
+            f"rotated each round), all runners in one process, device {device}; peak RSS {peak:.0f} MiB.\n\n"
+            + markdown(rows))
+    print("\n" + body)
+    results = {"batch_per_task": BATCH, "steps": args.steps, "repeats": args.repeats, "device": device,
+               "peak_rss_mib": peak, "rows": rows}
     with open(args.out, "w", encoding="utf-8") as stream:
-        json.dump({"batch_per_task": BATCH, "steps": args.steps, "repeats": args.repeats, "device": device,
-                   "peak_rss_mib": peak, "rows": rows}, stream, indent=2)
+        json.dump(results, stream, indent=2)
     print(f"\nWrote {args.out}")
+    if args.results_dir:
+        paths = record.write(args.name, "Trainer overhead, all runners in one process", body, results, env,
+                             args.results_dir)
+        print("Recorded " + " and ".join(str(path) for path in paths))
 
 
 if __name__ == "__main__":
