@@ -297,6 +297,7 @@ class EncoderHeadsModel(MultiTaskBaseModel):
             )
 
 
+@tf.autograph.experimental.do_not_convert
 def task_model(model, task_name: str) -> keras.Model:
     """Returns the model that serves `task_name`.
 

@@ -37,6 +37,7 @@ import tensorflow as tf
 SCHEDULE_TYPES = ("", "piecewise", "linear")
 
 
+@tf.autograph.experimental.do_not_convert
 def schedule_factor(schedule, step) -> tf.Tensor:
     """The loss-weight schedule's factor at `step`, a float32 scalar.
 
@@ -192,6 +193,7 @@ class TaskControl(tf.Module):
             for name in names
         ]
 
+    @tf.autograph.experimental.do_not_convert
     def _index(self, name: str) -> int:
         if name not in self._names:
             raise KeyError(f"No task {name!r}; tasks: {', '.join(self._names)}.")
@@ -257,6 +259,7 @@ class TaskControl(tf.Module):
             _check_knob(value, f"sampling_weight of task {name!r}")
         )
 
+    @tf.autograph.experimental.do_not_convert
     def sampling_weight_vector(self) -> tf.Tensor:
         """`[T]` float32: the sampling weights in task order (read in the graph)."""
         return tf.stack([v.read_value() for v in self.sampling_weight_variables])
@@ -272,6 +275,7 @@ class TaskControl(tf.Module):
     def set_loss_weight(self, name: str, value: float) -> None:
         self.loss_weights[self._index(name)].assign(_check_knob(value, f"loss_weight of task {name!r}"))
 
+    @tf.autograph.experimental.do_not_convert
     def loss_weight(self, name: str, step=None) -> tf.Tensor:
         """The effective loss weight at `step`: the variable times the schedule's factor."""
         weight = self.loss_weights[self._index(name)].read_value()
@@ -284,6 +288,7 @@ class TaskControl(tf.Module):
             _check_knob(value, f"learning_rate_multiplier of task {name!r}")
         )
 
+    @tf.autograph.experimental.do_not_convert
     def learning_rate_multiplier(self, name: str) -> tf.Tensor:
         return self.learning_rate_multipliers[self._index(name)].read_value()
 

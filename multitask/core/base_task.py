@@ -26,6 +26,7 @@ OptimizationConfig = config_definitions.OptimizationConfig
 RuntimeConfig = config_definitions.RuntimeConfig
 
 
+@tf.autograph.experimental.do_not_convert
 def split_inputs(inputs):
     """Splits a dataset element into `(features, labels)`.
 

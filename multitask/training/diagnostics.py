@@ -23,6 +23,7 @@ class WeightingDiagnostics:
         self._metrics = {name: {key: keras.metrics.Mean(key) for key in keys if key != f"grad_cosine_{name}"}
                          for name in self._names}
 
+    @tf.autograph.experimental.do_not_convert
     def update(self, active: Sequence[str], logs: Mapping[str, tf.Tensor]) -> None:
         """Adds a step's `logs` (rows in the order of `active`, the tasks that trained)."""
         for i, name in enumerate(active):

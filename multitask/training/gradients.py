@@ -48,6 +48,7 @@ def split_variables(model, task_names: Sequence[str], frozen_included: bool = Fa
     return shared, specific
 
 
+@tf.autograph.experimental.do_not_convert
 def flatten(grads, variables) -> tf.Tensor:
     """One float32 vector of `grads` (None counts as zeros), in the order of `variables`.
 
@@ -61,12 +62,14 @@ def flatten(grads, variables) -> tf.Tensor:
     )
 
 
+@tf.autograph.experimental.do_not_convert
 def unflatten(flat: tf.Tensor, variables) -> List[tf.Tensor]:
     """Splits a `flatten`ed vector back into tensors shaped like `variables`."""
-    sizes = [int(tf.size(v)) for v in variables]
+    sizes = [v.shape.num_elements() for v in variables]
     return [tf.reshape(part, v.shape) for part, v in zip(tf.split(flat, sizes), variables)]
 
 
+@tf.autograph.experimental.do_not_convert
 def mean_over_replicas(value: tf.Tensor) -> tf.Tensor:
     """The mean of `value` over the replicas (called in a replica context)."""
     context = tf.distribute.get_replica_context()
@@ -76,6 +79,7 @@ def mean_over_replicas(value: tf.Tensor) -> tf.Tensor:
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value) / replicas
 
 
+@tf.autograph.experimental.do_not_convert
 def gradient_diagnostics(grads: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """Per-task gradient norms `[A]` and pairwise cosine similarities `[A, A]`."""
     norms = tf.norm(grads, axis=1)
@@ -83,6 +87,7 @@ def gradient_diagnostics(grads: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     return norms, tf.matmul(unit, unit, transpose_b=True)
 
 
+@tf.autograph.experimental.do_not_convert
 def gather_representation_gradients(per_task: tf.Tensor, representation: tf.Tensor) -> tf.Tensor:
     """The `[A, global batch * d]` representation gradients of the global batch.
 
@@ -102,6 +107,7 @@ def gather_representation_gradients(per_task: tf.Tensor, representation: tf.Tens
     return tf.reshape(gathered, [tasks, width]) / replicas
 
 
+@tf.autograph.experimental.do_not_convert
 def local_slice(combined: tf.Tensor, representation: tf.Tensor) -> tf.Tensor:
     """This replica's rows of a combined representation gradient of the global batch."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync

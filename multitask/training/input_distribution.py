@@ -81,6 +81,7 @@ class TrainInputs:
             (name, distribute(strategy, self._sources[name], batches_consumed(name), step)) for name in self._names
         )
 
+    @tf.autograph.experimental.do_not_convert
     def next(self, iterators, task_names: Sequence[str]):
         """Reads the next batch for `task_names` (outside the replica function).
 
@@ -90,6 +91,7 @@ class TrainInputs:
             return next(iterators)
         return {name: next(iterators[name]) for name in task_names}
 
+    @tf.autograph.experimental.do_not_convert
     def task_inputs(self, inputs, task_names: Sequence[str]):
         """Turns a replica's `next` batch into `{task: (features, labels)}` for `task_names`."""
         if not self.shared:
@@ -97,6 +99,7 @@ class TrainInputs:
         features, labels = base_task.split_inputs(inputs)
         return {name: (features, labels[name]) for name in task_names}
 
+    @tf.autograph.experimental.do_not_convert
     def shared_features(self, inputs):
         """The features every task reads (None without a shared source)."""
         return base_task.split_inputs(inputs)[0] if self.shared else None

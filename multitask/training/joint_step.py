@@ -70,6 +70,7 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
     return losses, outputs, representation
 
 
+@tf.autograph.experimental.do_not_convert
 def _apply(optimizer, grads, variables, variable_optimizers=None) -> None:
     """Applies the gradients that exist (a variable no active task reaches is left alone).
 

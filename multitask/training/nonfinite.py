@@ -38,6 +38,7 @@ def check_policy(policy: str) -> None:
         raise ValueError(f"trainer.on_nonfinite is {policy!r}; allowed: {', '.join(POLICIES)}.")
 
 
+@tf.autograph.experimental.do_not_convert
 def _all_finite(tensors) -> tf.Tensor:
     """True when every entry of `tensors` is finite: one sum per tensor, one check.
 
@@ -53,6 +54,7 @@ def _all_finite(tensors) -> tf.Tensor:
     return tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
 
 
+@tf.autograph.experimental.do_not_convert
 def replica_bad_count(finite: tf.Tensor) -> tf.Tensor:
     """The number of replicas where `finite` is False, elementwise (called in a replica context)."""
     bad = tf.cast(tf.logical_not(finite), tf.int32)
@@ -86,6 +88,7 @@ class NonFiniteGuard:
         # Per replica thread (MirroredStrategy traces replicas in threads).
         self._local = threading.local()
 
+    @tf.autograph.experimental.do_not_convert
     def _list(self, name: str) -> List[tf.Tensor]:
         if not hasattr(self._local, name):
             setattr(self._local, name, [])
@@ -114,10 +117,12 @@ class NonFiniteGuard:
         check_grads = not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         scale_loss, apply = optimizer.scale_loss, optimizer.apply
 
+        @tf.autograph.experimental.do_not_convert
         def guarded_scale_loss(loss):
             self._list("losses").append(loss)
             return scale_loss(loss)
 
+        @tf.autograph.experimental.do_not_convert
         def guarded_apply(grads, trainable_variables=None):
             bad = replica_bad_count(_all_finite(self._list("losses") + (list(grads) if check_grads else [])))
             self._list("skipped").append(bad > 0)
@@ -148,6 +153,7 @@ class NonFiniteGuard:
 
         optimizer.scale_loss, optimizer.apply = guarded_scale_loss, guarded_apply
 
+    @tf.autograph.experimental.do_not_convert
     def step_flags(self, task_losses: Sequence[tf.Tensor]) -> tf.Tensor:
         """Per-task "not finite on some replica" counts `[T]` plus the gate's verdict.
 
@@ -163,6 +169,7 @@ class NonFiniteGuard:
         skipped = tf.reduce_any(tf.stack(skipped)) if skipped else tf.constant(False)
         return tf.concat([replica_bad_count(tf.math.is_finite(losses)), [tf.cast(skipped, tf.int32)]], 0)
 
+    @tf.autograph.experimental.do_not_convert
     def record(self, flags, step: tf.Tensor) -> None:
         """Counts a non-finite step and remembers the first one (cross-replica context).
 
@@ -183,6 +190,7 @@ class NonFiniteGuard:
         # A cond: the bookkeeping runs only on the (rare) non-finite step.
         tf.cond(tf.reduce_any(flags > 0), count, lambda: None)
 
+    @tf.autograph.experimental.do_not_convert
     def update_mean(self, metric: keras.metrics.Mean, loss: tf.Tensor, weight=1.0) -> None:
         """Adds `loss` with `weight` to a running mean; under "skip" NaN or Inf losses are left out.
 

@@ -31,6 +31,7 @@ class TrainLogs:
         if self._diagnostics is not None:
             self._diagnostics.reset()
 
+    @tf.autograph.experimental.do_not_convert
     def record_joint_step(self, active: Sequence[str], logs: Mapping[str, tf.Tensor],
                           update_mean: Callable[[keras.metrics.Mean, tf.Tensor], None]) -> None:
         """Adds a joint step's losses (and diagnostics) of the `active` tasks, in the replica context."""

@@ -72,6 +72,7 @@ class UpdateGuard:
             for name, variables in self._groups.items()
         }
 
+    @tf.autograph.experimental.do_not_convert
     def snapshot(self, groups: Iterable[str]) -> Dict[str, List[tf.Tensor]]:
         """Copies the variables and slots of `groups` (those without variables are left out)."""
         return {
@@ -79,6 +80,7 @@ class UpdateGuard:
             for name in groups if name in self._groups
         }
 
+    @tf.autograph.experimental.do_not_convert
     def apply(self, before, factors: Mapping[str, tf.Tensor]) -> None:
         """Makes the update of each group in `before` `factor` times the optimizer's.
 
@@ -140,9 +142,11 @@ class TaskUpdateScaling:
             groups |= {self.SHARED}
         return groups
 
+    @tf.autograph.experimental.do_not_convert
     def snapshot(self, groups: Iterable[str]) -> Dict[str, List[tf.Tensor]]:
         return self._guard.snapshot(groups)
 
+    @tf.autograph.experimental.do_not_convert
     def apply(self, before, control) -> None:
         """Scales each snapshotted group's update by its multiplier (`control`: the `TaskControl`)."""
         factors = {name: self.shared_multiplier.read_value() if name == self.SHARED

@@ -93,6 +93,7 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
         )
 
+    @tf.autograph.experimental.do_not_convert
     def task_indices(self, tasks: Optional[Sequence[int]]) -> Tuple[int, ...]:
         """`tasks` as a sorted tuple of task indices; None means every task.
 
@@ -106,6 +107,7 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
             raise ValueError(f"tasks must be distinct indices in [0, {self.num_tasks}), got {tasks!r}.")
         return indices
 
+    @tf.autograph.experimental.do_not_convert
     def select(self, value, tasks: Tuple[int, ...], axes: int = 1) -> tf.Tensor:
         """The entries of a per-task `value` (`[T]`, `[T, ...]`, or `[T, T]` with `axes=2`) for `tasks`."""
         value = tf.convert_to_tensor(value)
@@ -115,6 +117,7 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
             value = tf.gather(value, list(tasks), axis=axis)
         return value
 
+    @tf.autograph.experimental.do_not_convert
     def write(self, variable: tf.Variable, tasks: Tuple[int, ...], value, axes: int = 1) -> None:
         """Assigns `value` to the entries of a per-task state `variable` for `tasks`; the others keep theirs."""
         if len(tasks) == self.num_tasks:
@@ -127,6 +130,7 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
             value = tf.reshape(value, [len(indices)] + list(variable.shape[2:]))
         variable.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(variable), indices, value))
 
+    @tf.autograph.experimental.do_not_convert
     def expand(self, weights: tf.Tensor, tasks: Tuple[int, ...]) -> tf.Tensor:
         """The `[T]` vector with `weights` at `tasks` and 0 for the other tasks."""
         if len(tasks) == self.num_tasks:
