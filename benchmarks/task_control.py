@@ -7,7 +7,7 @@ shared dataset, global batch 64, Adam) and reports, per trainer, the median
 seconds per step over `--repeats` rounds with both tasks active and with
 `right` disabled, and the number of times training loops were traced while
 `right` was toggled off and on before every round: one loop per
-`task_control.LoopPlan` (all tasks on; `right` gated), so 2 however many
+`task_control.LoopPlan` (all tasks on; `right` off), so 2 however many
 toggles.
 """
 import argparse
