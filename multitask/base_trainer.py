@@ -168,6 +168,7 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
     successive_regularization = property(lambda self: self._successive, doc="None when off.")
     shared_learning_rate_multiplier = property(lambda self: self._scaling.shared_multiplier, doc="None unless given.")
 
+    @tf.autograph.experimental.do_not_convert
     def task_optimizer(self, name: str) -> keras.optimizers.Optimizer:
         """The optimizer of task `name`'s own updates (its own, else the trainer's)."""
         return self._task_optimizers.get(name, self._optimizer)

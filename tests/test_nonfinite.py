@@ -59,13 +59,20 @@ def _finite(trainer, model):
     return all(np.all(np.isfinite(v.numpy())) for v in model.variables + trainer.optimizer.variables)
 
 
-def test_raise_names_task_and_step_and_keeps_variables_finite():
-    trainer, model = _joint(tf.distribute.get_strategy(), {"foo": _data(1), "bar": _data(3, [2])})
+@pytest.mark.parametrize("method", [None, "pcgrad"])
+def test_raise_names_task_and_step_and_stops_updating(method):
+    trainer, model = _joint(tf.distribute.get_strategy(), {"foo": _data(1), "bar": _data(3, [2])}, method=method)
     with pytest.raises(nonfinite.NonFiniteLossError, match="task 'bar' has a NaN or Inf loss at step 3"):
-        trainer.train(tf.constant(4))
+        trainer.train(tf.constant(5))
     assert _finite(trainer, model)
-    # Steps 1, 2 and 4 updated; step 3 did not.
-    assert int(trainer.optimizer.iterations.numpy()) == 3
+    # Steps 1 and 2 updated; step 3 and the two after it did not.
+    assert int(trainer.optimizer.iterations.numpy()) == 2
+    reference, reference_model = _joint(tf.distribute.get_strategy(), {"foo": _data(1), "bar": _data(3)},
+                                        method=method)
+    reference.train(tf.constant(2))
+    for a, b in zip(model.variables + trainer.optimizer.variables,
+                    reference_model.variables + reference.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.parametrize("method", [None, "uw", "pcgrad"])
@@ -108,8 +115,12 @@ def test_interleaving_raise_and_skip():
                 train_datasets={"foo": _data(1, range(8)), "bar": _data(3)}, on_nonfinite=policy,
             )
 
-    with pytest.raises(nonfinite.NonFiniteLossError, match="task 'foo' has a NaN or Inf loss at step"):
-        make("raise").train(tf.constant(6))
+    raising = make("raise")
+    with pytest.raises(nonfinite.NonFiniteLossError, match="task 'foo' has a NaN or Inf loss at step") as error:
+        raising.train(tf.constant(6))
+    first_bad = int(str(error.value).split("at step ")[1].split(";")[0])
+    # Only the bar steps before foo's first (non-finite) step updated.
+    assert int(raising.optimizer.iterations.numpy()) == first_bad - 1
     trainer = make("skip")
     logs = trainer.train(tf.constant(6))
     foo_steps = int(trainer.task_step_counter("foo").numpy())

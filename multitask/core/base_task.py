@@ -42,6 +42,7 @@ def split_inputs(inputs):
     return inputs, inputs
 
 
+@tf.autograph.experimental.do_not_convert
 def layer_loss(model) -> Optional[tf.Tensor]:
     """Returns the sum of `model.losses` as float32, or None when it has none."""
     losses = getattr(model, "losses", None)

@@ -51,6 +51,7 @@ def power_cumulative(weights, alpha) -> tf.Tensor:
     return tf.concat([cumulative[:-1], tf.reshape(tf.cast(any_positive, tf.float32), [1])], axis=0)
 
 
+@tf.autograph.experimental.do_not_convert
 def sample_task_index(
     cumulative_distribution: tf.Tensor, global_step: tf.Tensor, seed: int = 0
 ) -> tf.Tensor:
@@ -86,6 +87,7 @@ def sample_task_index(
     return tf.minimum(index, last)
 
 
+@tf.autograph.experimental.do_not_convert
 def restrict_to_active(cumulative_distribution: tf.Tensor, active: tf.Tensor):
     """Renormalises a cumulative distribution over the active tasks only.
 

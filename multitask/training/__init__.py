@@ -11,10 +11,11 @@
 - `input_distribution`: distributing the train data at the position a
   resumed run reached.
 
-Graph helpers here (and in `task_control`, `weighting.base`) that have no
-Python control flow on tensors are marked
-`tf.autograph.experimental.do_not_convert`: autograph would otherwise convert
-each of them when a loop is first traced (over a second of CPU per process).
+Graph helpers here (and in `task_control`, `weighting.base`,
+`sampling.distribution`, `core.base_task`) that have no Python control flow on
+tensors are marked `tf.autograph.experimental.do_not_convert`: autograph would
+otherwise convert each of them when a loop is first traced (over a second of
+CPU per process).
 Everything that calls a user's Task or model stays converted, so user code
 may still use Python control flow on tensors.
 """

@@ -11,9 +11,11 @@ are the loss scaler's business (it skips the step and lowers the scale), so
 only the losses are checked.
 
 The trainer records the first such step and the task whose loss was not
-finite. With policy "raise" it raises `NonFiniteLossError` after the loop
-(`train_loop_end`), before orbit writes summaries or a checkpoint, so no
-checkpoint of the run ever holds the state after that step. With "skip" the
+finite. With policy "raise" no update is applied after that step either (the
+rest of the loop runs without changing a variable) and `NonFiniteLossError` is
+raised after the loop (`train_loop_end`), before orbit writes summaries or a
+checkpoint: the model holds the state before that step, and so does the last
+checkpoint. With "skip" the
 steps are counted (`nonfinite_steps` in the logs and the checkpoint) and
 training goes on; they still count as steps (the global step and the data
 position advance).
@@ -126,6 +128,9 @@ class NonFiniteGuard:
         def guarded_apply(grads, trainable_variables=None):
             bad = replica_bad_count(_all_finite(self._list("losses") + (list(grads) if check_grads else [])))
             self._list("skipped").append(bad > 0)
+            if self.policy == "raise":
+                # A run that will raise applies no update after its first non-finite step.
+                bad += tf.cast(self._first_step >= 0, tf.int32)
 
             def update(grads, trainable_variables):
                 apply(grads, trainable_variables)
@@ -216,6 +221,6 @@ class NonFiniteGuard:
         what = f"task {self._task_names[task]!r} has a NaN or Inf loss" if task >= 0 else (
             "a gradient is NaN or Inf")
         raise NonFiniteLossError(
-            f"{what} at step {step}; no update was made from it and no checkpoint was written after "
-            "it. Set trainer.on_nonfinite=skip to skip such steps and go on."
+            f"{what} at step {step}; no update was made from that step on and no checkpoint was written "
+            "after it. Set trainer.on_nonfinite=skip to skip such steps and go on."
         )
