@@ -72,7 +72,7 @@ class TaskRoutine(hyperparams.Config):
       start_step: The global step from which the task trains.
       stop_step: The global step from which it no longer trains; None: never.
       early_stopping: Per-task early stopping (train_and_eval mode).
-      optimizer_config: The task's own optimizer (interleaving trainer only);
+      optimizer_config: The task's own optimizer (interleaving: its whole step; joint: its own variables);
         None uses `trainer.optimizer_config`.
     """
 
@@ -193,7 +193,7 @@ class MultiTaskTrainerConfig(cfg.TrainerConfig):
       on_nonfinite: A step with a NaN or Inf task loss or gradient never
         updates the model; "raise" then stops the run naming the task and
         the step (no checkpoint is written after it), "skip" counts the step
-        (`nonfinite_steps`) and goes on. See `multitask.nonfinite`.
+        (`nonfinite_steps`) and goes on. See `multitask.training.nonfinite`.
     """
 
     trainer_type: str = "interleaving"

@@ -7,7 +7,7 @@ or metrics cannot take (e.g. class ids outside the head's range), or a
 non-finite first loss becomes one `DataError` naming the task, the split and
 the problem, instead of a traceback from inside a traced training loop. Only
 the first batch is checked; later batches are guarded by the trainers'
-non-finite policy (`multitask.nonfinite`).
+non-finite policy (`multitask.training.nonfinite`).
 """
 from typing import Iterable, Optional
 
