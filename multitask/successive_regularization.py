@@ -15,9 +15,13 @@ works in both trainers (the interleaving trainer runs each task's own
 A phase begins at the first training loop of a run (not on resume: the
 anchors are checkpointed) and whenever the set of active tasks changes
 between loops (`MultiTask.enable_task` / `disable_task`, early stopping), or
-when `start_phase()` is called.
+when `start_phase()` is called. The phase's active tasks are checkpointed too
+(as a fingerprint), so a change is seen across a restart: a run resumed from
+a checkpoint taken before an early stop, which stops the task again, starts
+the phase the uninterrupted run started.
 """
-from typing import Optional, Sequence, Tuple
+import zlib
+from typing import Sequence
 
 import tensorflow as tf
 
@@ -42,7 +46,9 @@ class SuccessiveRegularization(tf.Module):
         self._variables = list(variables)
         self.anchors = [tf.Variable(tf.identity(v), trainable=False, name="anchor") for v in self._variables]
         self.started = tf.Variable(False, trainable=False, name="started")
-        self._phase_tasks: Optional[Tuple[str, ...]] = None
+        # The fingerprint of the phase's active tasks; -1: unknown (none yet,
+        # or a checkpoint written before it was saved).
+        self.phase_tasks = tf.Variable(-1, dtype=tf.int64, trainable=False, name="phase_tasks")
 
     def start_phase(self) -> None:
         """Anchors the shared variables at their current values."""
@@ -51,15 +57,18 @@ class SuccessiveRegularization(tf.Module):
         self.started.assign(True)
 
     def maybe_start_phase(self, active_tasks: Sequence[str]) -> bool:
-        """Starts a phase on the first loop of a run or when the active tasks changed.
+        """Starts a phase on the first loop of a run or when the active tasks differ from the phase's.
+
+        The phase's tasks are checkpointed: a run restored from a checkpoint
+        of the phase before a task stopped, that stops it again, starts a new
+        phase as the uninterrupted run did.
 
         Returns:
           Whether a phase started.
         """
-        tasks = tuple(active_tasks)
-        changed = self._phase_tasks is not None and tasks != self._phase_tasks
-        self._phase_tasks = tasks
-        if changed or not bool(self.started.numpy()):
+        tasks, phase = _fingerprint(active_tasks), int(self.phase_tasks.numpy())
+        self.phase_tasks.assign(tasks)
+        if (phase != -1 and tasks != phase) or not bool(self.started.numpy()):
             self.start_phase()
             return True
         return False
@@ -69,3 +78,8 @@ class SuccessiveRegularization(tf.Module):
         rate = tf.cast(learning_rate, tf.float32) * self.strength
         for anchor, variable in zip(self.anchors, self._variables):
             variable.assign_sub(tf.cast(rate, variable.dtype) * (tf.identity(variable) - anchor))
+
+
+def _fingerprint(tasks: Sequence[str]) -> int:
+    """A CRC-32 of a set of task names (the same for the same set, whatever the order)."""
+    return zlib.crc32("\n".join(sorted(tasks)).encode("utf-8"))

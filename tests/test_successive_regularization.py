@@ -52,6 +52,21 @@ def test_a_new_phase_starts_when_the_active_tasks_change(tmp_path):
     np.testing.assert_array_equal(fresh.successive_regularization.anchors[0].numpy(), before)
 
 
+def test_a_task_stopped_again_after_a_restore_starts_the_phase_again(tmp_path):
+    """A run resumed from a checkpoint taken before a task stopped, that stops
+    it again (a resumed evaluation), starts the phase the uninterrupted run
+    started: the phase's tasks are in the checkpoint."""
+    trainer, _ = _joint(1.0)
+    trainer.train(tf.constant(2))
+    path = trainer.checkpoint.save(str(tmp_path / "ckpt"))
+    fresh, model = _joint(1.0)
+    fresh.checkpoint.read(path).assert_existing_objects_matched()
+    fresh.multi_task.disable_task("bar")
+    before = model.shared.kernel.numpy().copy()
+    fresh.train(tf.constant(1))
+    np.testing.assert_array_equal(fresh.successive_regularization.anchors[0].numpy(), before)
+
+
 def _interleaving(strength):
     keras.utils.set_random_seed(0)
     mt = multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())])
