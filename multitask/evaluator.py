@@ -19,6 +19,26 @@ from multitask import results as results_lib
 from multitask.core import base_task
 
 
+class _EvaluationCheckpoint(tf.train.Checkpoint):
+    """The evaluator's part of a training checkpoint: the model and the step.
+
+    A restore reads what evaluation needs; the trainer's other items (the
+    optimizer, task control, ...) are left unread without a warning. It
+    fails if the checkpoint lacks a variable of the model.
+    """
+
+    def restore(self, save_path, options=None):
+        status = super().restore(save_path, options)
+        if save_path is None:
+            return status
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as error:
+            raise ValueError(f"The checkpoint {save_path} does not hold the evaluated model: "
+                             f"{str(error).splitlines()[0]}") from error
+        return status.expect_partial()
+
+
 @gin.configurable
 class MultiTaskEvaluator(orbit.AbstractEvaluator):
     """Evaluates each task on its own validation data with its own metrics."""
@@ -56,7 +76,7 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
         self._global_step = global_step if global_step is not None else orbit.utils.create_global_step()
         self._checkpoint_exporter = checkpoint_exporter
         checkpoint_items = dict(getattr(model, "checkpoint_items", None) or {})
-        self._checkpoint = tf.train.Checkpoint(model=model, global_step=self._global_step, **checkpoint_items)
+        self._checkpoint = _EvaluationCheckpoint(model=model, global_step=self._global_step, **checkpoint_items)
         self.eval_steps = dict(eval_steps or {})
         self._validation_losses = {task.name: keras.metrics.Mean("validation_loss") for task in self._tasks}
         self._validation_metrics = {task.name: task.build_metrics(training=False) for task in self._tasks}

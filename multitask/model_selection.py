@@ -176,6 +176,22 @@ class TaskEarlyStopping(tf.Module):
         """The stop events so far: `{"step", "task", "metric", "value", "best"}` each."""
         return list(self._events.entries)
 
+    def forget_events_after(self, step: int) -> None:
+        """Keeps the stop events of evaluations up to `step`, in memory and in the log file.
+
+        A resumed run calls it with the step of the last evaluation its
+        checkpoint includes: the evaluations after it run again and log
+        their stops again.
+        """
+        logged = bool(self._log_path) and tf.io.gfile.exists(self._log_path)
+        if logged:
+            with tf.io.gfile.GFile(self._log_path) as f:
+                self._events.entries = [json.loads(line) for line in f if line.strip()]
+        self._events.entries = [e for e in self._events.entries if e["step"] <= step]
+        if logged:
+            with tf.io.gfile.GFile(self._log_path, "w") as f:
+                f.write("".join(json.dumps(event) + "\n" for event in self._events.entries))
+
     @property
     def tasks(self) -> List[str]:
         """The tasks that stop early."""

@@ -58,9 +58,9 @@ def format_table(logs: Mapping[str, Mapping[str, Any]], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def write_metrics_json(logs: Mapping[str, Mapping[str, Any]], model_dir: str) -> str:
-    """Writes `{task: {metric: value}}` to `model_dir/metrics.json`; returns the path."""
-    path = os.path.join(model_dir, "metrics.json")
+def write_metrics_json(logs: Mapping[str, Mapping[str, Any]], model_dir: str, name: str = "metrics.json") -> str:
+    """Writes `{task: {metric: value}}` to `model_dir/<name>`; returns the path."""
+    path = os.path.join(model_dir, name)
     with tf.io.gfile.GFile(path, "w") as stream:
         stream.write(json.dumps(to_python(logs), indent=2, sort_keys=True) + "\n")
     return path

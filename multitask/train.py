@@ -280,8 +280,10 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
 def run(flags_obj) -> Dict[str, Dict[str, Any]]:
     """Runs the experiment the flags describe, then evaluates the final model.
 
-    The final evaluation is printed as a table and written to
-    `model_dir/metrics.json` as `{task: {metric: value}}`.
+    The final evaluation is printed as a table and written as
+    `{task: {metric: value}}` to `model_dir/metrics.json` by a training mode,
+    and to `model_dir/metrics-ckpt-<step>.json` (the checkpoint evaluated,
+    the latest one) by `eval` and `continuous_eval`.
 
     Returns:
       The final evaluation logs.
@@ -317,13 +319,21 @@ def run(flags_obj) -> Dict[str, Dict[str, Any]]:
                 distribution_strategy=strategy, task=eval_task, model=model, mode=mode,
                 params=params, model_dir=model_dir,
             )
+        evaluated = tf.train.latest_checkpoint(model_dir)
+        if evaluated is None and "train" not in mode:  # continuous_eval timed out before a checkpoint
+            print(f"No checkpoint appeared in {paths.display(model_dir)} within "
+                  "trainer.continuous_eval_timeout; nothing was evaluated.")
+            return {}
         split, logs = final_evaluation(multitask_lib.as_multi_task(eval_task), model)
     print()
     print(results.format_table(logs, title=f"Final {split} metrics"))
-    if chief:
-        if "train" in mode:
-            train_utils.save_gin_config(mode, model_dir)
+    if chief and "train" in mode:
+        train_utils.save_gin_config(mode, model_dir)
         print(f"\nWrote checkpoints, summaries and {results.write_metrics_json(logs, model_dir)}")
+    elif chief:
+        # Beside the training run's metrics.json, never over it.
+        name = f"metrics-{os.path.basename(evaluated)}.json"
+        print(f"\nWrote summaries and {results.write_metrics_json(logs, model_dir, name)}")
     return logs
 
 

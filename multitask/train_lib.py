@@ -5,6 +5,10 @@ alone through the same machinery); `run_experiment_with_multitask_eval` trains
 one task and evaluates several. Both resume from the latest checkpoint in
 `model_dir`, write summaries to `model_dir/train` and `model_dir/validation`,
 and keep checkpoints with `trainer.max_to_keep` / `trainer.checkpoint_interval`.
+Mode `eval` evaluates the latest checkpoint and refuses a model_dir without
+one; `continuous_eval` evaluates each new checkpoint until the one of
+`train_steps`, or until none came for `trainer.continuous_eval_timeout`
+seconds. Both restore only what evaluation needs.
 
 What a resumed run guarantees. A run restarted with the same config and
 model_dir (after a crash, a SIGKILL, or a preemption in the middle of a save)
@@ -19,7 +23,10 @@ draws are a stateless function of `(sampling_seed, global_step)`. So with
 deterministic input pipelines (seeded shuffles) and the same strategy and
 number of replicas, the resumed run ends with the same variables and metrics
 as an uninterrupted one, bit for bit on CPU (tested with SIGKILL mid-run and
-mid-save). Not guaranteed: the same result under another number of replicas,
+mid-save). `train_and_eval` evaluates at the same steps as an uninterrupted
+run and keeps early stopping's patience counts, its `early_stopping.json` and
+the best checkpoint as that run would (`training.train_and_evaluate`).
+Not guaranteed: the same result under another number of replicas,
 or with input pipelines whose order depends on timing; summaries of the steps
 trained again are written twice. Under MultiWorkerMirroredStrategy only the
 chief writes to model_dir; other workers save to a scratch directory and
@@ -41,12 +48,12 @@ from multitask import configs
 from multitask import evaluator as evaluator_lib
 from multitask import input_factory
 from multitask import interleaving_trainer
-from multitask import model_selection
 from multitask import multitask as multitask_lib
 from multitask import task_sampler
 from multitask import weighting
 from multitask.core import base_task
 from multitask.core import checkpoint_exporter
+from multitask.training import train_and_evaluate
 
 TRAINERS = {
     "joint": base_trainer.MultiTaskBaseTrainer,
@@ -128,6 +135,12 @@ def _init_fn(task: multitask_lib.MultiTask, model: Model):
     return lambda: [t.initialize(model) for t in task.tasks.values()]
 
 
+def _no_checkpoint(model_dir: str) -> None:
+    """What mode "eval" does where model_dir has no checkpoint: refuse."""
+    raise ValueError(f"mode 'eval': model_dir {model_dir!r} has no checkpoint to evaluate; "
+                     "train first, or point --model_dir at a training run.")
+
+
 def _restore_chief_or_init(checkpoint: tf.train.Checkpoint, model_dir: str, init_fn) -> None:
     """A non-chief worker's start: the chief's latest checkpoint, else `init_fn`."""
     latest = tf.train.latest_checkpoint(model_dir)
@@ -171,14 +184,19 @@ def _run(
             )
     if not is_training:
         trainer = None
-    stopping = None
+    record = stopping = None
     if mode == "train_and_eval":
-        stopping = _early_stopping(params, train_task, model_dir)
+        # Saved with the run: a resumed run keeps its patience counts and
+        # knows which evaluations its checkpoint includes.
+        record = trainer.checkpoint.evaluation = train_and_evaluate.EvaluationRecord()
+        stopping = train_and_evaluate.build_early_stopping(
+            params, train_task, model_dir if strategy.extended.should_checkpoint else "")
         if stopping is not None:
-            # Saved with the run, so a resumed run keeps its patience counts.
             trainer.checkpoint.early_stopping = stopping
     owner = trainer if trainer is not None else evaluator
-    checkpoint_dir, max_to_keep, init_fn = model_dir, params.trainer.max_to_keep, _init_fn(train_task, model)
+    checkpoint_dir, max_to_keep = model_dir, params.trainer.max_to_keep
+    # continuous_eval waits for the first checkpoint; eval refuses to evaluate an untrained model.
+    init_fn = functools.partial(_no_checkpoint, model_dir) if mode == "eval" else _init_fn(train_task, model)
     if not strategy.extended.should_checkpoint:
         # Every worker takes part in a save (reading distributed variables
         # synchronises them), so non-chief workers save to a scratch directory,
@@ -209,83 +227,36 @@ def _run(
     with strategy.scope():
         if mode == "train":
             controller.train(steps=params.trainer.train_steps)
-        elif mode == "train_and_eval" and stopping is not None:
-            _train_and_evaluate_with_early_stopping(controller, params, trainer, stopping)
         elif mode == "train_and_eval":
-            controller.train_and_evaluate(
-                train_steps=params.trainer.train_steps,
-                eval_steps=params.trainer.validation_steps,
-                eval_interval=params.trainer.validation_interval,
+            train_and_evaluate.train_and_evaluate(
+                controller, train_steps=params.trainer.train_steps,
+                interval=params.trainer.validation_interval or params.trainer.train_steps,
+                eval_steps=params.trainer.validation_steps, record=record, stopping=stopping,
             )
         elif mode == "eval":
             controller.evaluate(steps=params.trainer.validation_steps)
         else:  # continuous_eval
-
-            def timeout_fn():
-                return int(evaluator.global_step.numpy()) >= params.trainer.train_steps
-
-            controller.evaluate_continuously(
-                steps=params.trainer.validation_steps,
-                timeout=params.trainer.continuous_eval_timeout,
-                timeout_fn=timeout_fn,
-            )
+            _evaluate_continuously(controller, model_dir, params.trainer)
         if run_post_eval:
             return evaluator.evaluate(params.trainer.validation_steps)
     return None
 
 
-class _EarlyStopping(tf.Module):
-    """Per-task early stopping and the run-level patience on the aggregate score."""
+def _evaluate_continuously(controller: orbit.Controller, model_dir: str, trainer_config) -> None:
+    """Evaluates each new checkpoint of `model_dir` as it appears.
 
-    def __init__(self, tasks, selector, run_tracker):
-        super().__init__(name="early_stopping")
-        self.tasks = tasks
-        self.run = run_tracker
-        self._selector = selector
-
-    def update(self, eval_logs, step: int) -> bool:
-        """Feeds one evaluation; returns True when training should end."""
-        if self.tasks is not None:
-            self.tasks.update(eval_logs, step)
-            if self.tasks.all_stopped:
-                logging.info("Early stopping: every task has stopped at step %d.", step)
-                return True
-        if self.run is not None and self.run.update(self._selector.score(eval_logs)):
-            logging.info("Early stopping: the %s score stopped improving at step %d.", self._selector.name, step)
-            return True
-        return False
-
-
-def _early_stopping(params, multi_task: multitask_lib.MultiTask, model_dir: str) -> Optional[_EarlyStopping]:
-    """The early stopping `params` ask for, or None."""
-    routines = getattr(params.task, "task_routines", ()) or ()
-    per_task = {r.resolved_name(): r.early_stopping for r in routines
-                if getattr(r, "early_stopping", None) is not None and r.early_stopping.metric}
-    tasks = model_selection.TaskEarlyStopping(multi_task, per_task, model_dir) if per_task else None
-    config = getattr(params.trainer, "model_selection", None)
-    run = None
-    if config is not None and config.method and config.patience:
-        selector = model_selection.build_selector(config)
-        mode = "higher" if selector.name == "delta_m" else params.trainer.best_checkpoint_metric_comp
-        run = model_selection.PatienceTracker(mode, config.patience, config.min_delta, name="run")
-    else:
-        selector = None
-    if tasks is None and run is None:
-        return None
-    return _EarlyStopping(tasks, selector, run)
-
-
-def _train_and_evaluate_with_early_stopping(controller, params, trainer, stopping: _EarlyStopping):
-    """orbit's `Controller.train_and_evaluate`, ending early when `stopping` says so."""
-    train_steps, interval = params.trainer.train_steps, params.trainer.validation_interval
-    step = int(trainer.global_step.numpy())
-    while step < train_steps:
-        step = min(train_steps, step + interval)
-        controller.train(steps=step, checkpoint_at_completion=False)
-        logs = controller.evaluate(steps=params.trainer.validation_steps)
-        if stopping.update(logs, step):
-            break
-    controller.save_checkpoint()
+    Ends after evaluating the checkpoint of `trainer_config.train_steps`, or
+    when no new checkpoint appeared for `continuous_eval_timeout` seconds
+    (None: waits for ever). orbit's `evaluate_continuously` would wait out the
+    timeout after the last checkpoint too.
+    """
+    for path in tf.train.checkpoints_iterator(model_dir, timeout=trainer_config.continuous_eval_timeout):
+        controller.restore_checkpoint(path)
+        controller.evaluate(steps=trainer_config.validation_steps)
+        if int(controller.global_step.numpy()) >= trainer_config.train_steps:
+            return
+    logging.warning("continuous_eval: no new checkpoint in %s for %s s; stopping.",
+                    model_dir, trainer_config.continuous_eval_timeout)
 
 
 def run_experiment(

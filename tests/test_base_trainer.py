@@ -101,7 +101,7 @@ def test_float16_policy_wraps_optimizer_and_trains():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("item", ["weighting", "early_stopping", "task_optimizers"])
+@pytest.mark.parametrize("item", ["weighting", "early_stopping", "evaluation", "task_optimizers"])
 def test_model_checkpoint_items_may_not_take_a_reserved_name(item):
     """Every item a trainer or the launcher adds to the checkpoint is reserved."""
 

@@ -11,6 +11,7 @@ from official.core import config_definitions as cfg
 
 import toy
 from multitask import configs
+from multitask import evaluator as evaluator_lib
 from multitask import model_selection
 from multitask import multitask
 from multitask import train_lib
@@ -165,3 +166,62 @@ def test_a_weighting_run_goes_on_after_early_stopping_and_resumes_exactly(tmp_pa
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     events = [json.loads(line) for line in open(tmp_path / "resumed" / "early_stopping.json")]
     assert [(e["task"], e["step"]) for e in events] == [("bar", 4)]
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", [3, 4])
+def test_a_run_killed_around_an_evaluation_resumes_to_the_same_stop(tmp_path, monkeypatch, crash_at):
+    """Checkpoints at steps 2, 6, 10, evaluations every 2: the checkpoint at step 6 is
+    written before the evaluation at 6 (where bar stops). A crash in that evaluation
+    (crash_at=3), or in the next one after bar's stop was logged (crash_at=4),
+    resumes from step 6, evaluates at 6 again and ends as the uninterrupted run:
+    same variables, bar stopped once, at step 6."""
+    def run(model_dir):
+        params = _params()
+        params.override({"task": {"task_routines": [
+            {}, {"early_stopping": {"metric": "mae", "mode": "lower", "patience": 2, "min_delta": 1e9}}]},
+            "trainer": {"weighting": {"type": "pcgrad"}, "train_steps": 10, "checkpoint_interval": 4}},
+            is_strict=False)
+        keras.utils.set_random_seed(0)
+        task = multitask.MultiTask.from_config(params.task)
+        model = toy.ToyMultiTaskModel()
+        train_lib.run_experiment(distribution_strategy=tf.distribute.get_strategy(), task=task, model=model,
+                                 mode="train_and_eval", params=params, model_dir=str(model_dir))
+        events = [json.loads(line) for line in open(model_dir / "early_stopping.json")]
+        return task, model, [(e["task"], e["step"]) for e in events]
+
+    whole_task, whole, whole_events = run(tmp_path / "whole")
+    assert whole_events == [("bar", 6)]
+    evaluate, calls = evaluator_lib.MultiTaskEvaluator.evaluate, []
+
+    def crashing_evaluate(self, num_steps):
+        calls.append(num_steps)
+        if len(calls) == crash_at:
+            raise _Crash()
+        return evaluate(self, num_steps)
+
+    monkeypatch.setattr(evaluator_lib.MultiTaskEvaluator, "evaluate", crashing_evaluate)
+    with pytest.raises(_Crash):
+        run(tmp_path / "killed")
+    assert tf.train.latest_checkpoint(str(tmp_path / "killed")).endswith("-6")
+    monkeypatch.setattr(evaluator_lib.MultiTaskEvaluator, "evaluate", evaluate)
+    task, model, events = run(tmp_path / "killed")
+    assert events == whole_events
+    assert task.active_tasks == whole_task.active_tasks == ["foo"]
+    for a, b in zip(whole.variables, model.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_run_that_ended_early_stays_ended(tmp_path):
+    """Started again on its model_dir, a run that early stopping ended trains no further."""
+    params = _params(early_stopping={"metric": "mae", "mode": "lower", "patience": 1, "min_delta": 1e9})
+    for _ in range(2):
+        task = multitask.MultiTask.from_config(params.task)
+        train_lib.run_experiment(distribution_strategy=tf.distribute.get_strategy(), task=task,
+                                 model=toy.ToyMultiTaskModel(), mode="train_and_eval", params=params,
+                                 model_dir=str(tmp_path))
+        assert tf.train.latest_checkpoint(str(tmp_path)).endswith("-4")
+    assert len(open(tmp_path / "early_stopping.json").readlines()) == 2  # foo and bar, once each

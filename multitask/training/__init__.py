@@ -4,12 +4,15 @@
   loss weights, a weighting method, one update).
 - `gradients`: splitting variables into shared and per-task ones, per-task
   gradients and their all-reduce, gradient diagnostics.
-- `loop_segments`: the static task plan of each stretch of a training loop.
 - `update_guard`: scaling a step's update of a group of variables.
 - `nonfinite`: what a step with a NaN or Inf loss or gradient does.
+- `task_optimizers`: per-task optimizers beside the shared one.
 - `checkpoint_items`: what a trainer's checkpoint holds.
 - `input_distribution`: distributing the train data at the position a
   resumed run reached.
+- `train_logs`, `diagnostics`: what a training loop reports.
+- `train_and_evaluate`: the launcher's train-and-evaluate loop, early
+  stopping, and resuming both exactly.
 
 Graph helpers here (and in `task_control`, `weighting.base`,
 `sampling.distribution`, `core.base_task`) that have no Python control flow on

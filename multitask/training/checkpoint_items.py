@@ -12,7 +12,7 @@ import tensorflow as tf
 RESERVED = (
     "model", "optimizer", "global_step", "task_step_counters", "weighting", "task_control",
     "shared_learning_rate_multiplier", "task_optimizers", "successive_regularization", "nonfinite_steps",
-    "early_stopping",
+    "early_stopping", "evaluation",
 )
 
 
