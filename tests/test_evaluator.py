@@ -116,6 +116,37 @@ def test_best_checkpoint_exporter_keeps_the_best(tmp_path):
     assert int(restored.numpy()) == 2
 
 
+def test_best_checkpoint_exporter_killed_mid_save_exports_again(tmp_path, monkeypatch):
+    """A crash inside the save of a new best checkpoint leaves info.json at the
+    previous best, so the resumed run's exporter exports that evaluation again
+    (info.json written first would name weights that were never saved)."""
+    step = tf.Variable(1, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(global_step=step)
+    best = str(tmp_path / "best")
+    checkpoint_exporter.BestCheckpointExporter(best, "foo.mae", "lower").maybe_export_checkpoint(
+        checkpoint, {"foo": {"mae": 0.5}}, 1)
+    record_state = tf.train.CheckpointManager._record_state  # pylint: disable=protected-access
+
+    def crash(self):
+        raise SystemExit("killed mid-save")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "_record_state", crash)
+    step.assign(2)
+    with pytest.raises(SystemExit):
+        checkpoint_exporter.BestCheckpointExporter(best, "foo.mae", "lower").maybe_export_checkpoint(
+            checkpoint, {"foo": {"mae": 0.3}}, 2)
+    with open(os.path.join(best, "info.json")) as stream:
+        assert json.load(stream)["best_ckpt_global_step"] == 1
+    monkeypatch.setattr(tf.train.CheckpointManager, "_record_state", record_state)
+    resumed = checkpoint_exporter.BestCheckpointExporter(best, "foo.mae", "lower")
+    assert resumed.maybe_export_checkpoint(checkpoint, {"foo": {"mae": 0.3}}, 2)
+    with open(os.path.join(best, "info.json")) as stream:
+        assert json.load(stream)["best_ckpt_global_step"] == 2
+    restored = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(global_step=restored).read(resumed.best_ckpt_path).expect_partial()
+    assert int(restored.numpy()) == 2
+
+
 def test_best_checkpoint_exporter_errors(tmp_path):
     with pytest.raises(ValueError, match="best_checkpoint_metric_comp is 'bigger'"):
         checkpoint_exporter.BestCheckpointExporter(str(tmp_path), "foo.mae", "bigger")

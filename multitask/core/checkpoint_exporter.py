@@ -27,7 +27,9 @@ class BestCheckpointExporter(train_utils.BestCheckpointExporter):
     """Model Garden's best-checkpoint exporter, keyed by "<task>.<metric>".
 
     It exports `model_dir/<subdir>/best_ckpt-*` and `info.json` (the logs of the
-    best evaluation) whenever an evaluation beats the best one so far.
+    best evaluation) whenever an evaluation beats the best one so far, the
+    checkpoint first: `info.json` never describes a checkpoint whose save a
+    crash interrupted.
     """
 
     def __init__(self, export_dir: str, metric_name: str, metric_comp: str, selector=None):
@@ -73,7 +75,18 @@ class BestCheckpointExporter(train_utils.BestCheckpointExporter):
                     f"the evaluation results: {', '.join(_leaf_names(eval_logs))}."
                 )
             leaf = leaf[key]
-        return super().maybe_export_checkpoint(checkpoint, eval_logs, global_step, write_logs)
+        # pylint: disable=protected-access  (Model Garden's exporter state)
+        if self._best_ckpt_logs is not None and not self._new_metric_is_better(self._best_ckpt_logs, eval_logs):
+            return False
+        # The checkpoint before info.json (Model Garden writes them the other
+        # way round): a run killed in between keeps the previous info.json,
+        # so once resumed it finds the same evaluation better again and
+        # exports it, instead of an info.json naming weights never saved.
+        self._get_checkpoint_manager(checkpoint).save()
+        self._best_ckpt_logs = eval_logs
+        if write_logs:
+            self.export_best_eval_metric(eval_logs, global_step)
+        return True
 
 
 def maybe_create_best_ckpt_exporter(params, model_dir: str) -> Optional[BestCheckpointExporter]:
