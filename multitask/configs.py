@@ -17,6 +17,7 @@ from official.core import config_definitions as cfg
 from official.modeling import hyperparams
 
 from multitask import open_config
+from multitask import task_knobs
 # Re-exported, so that `configs.X` names every config class.
 from multitask.sampling_configs import SAMPLER_TYPES  # pylint: disable=unused-import
 from multitask.sampling_configs import AnnealingSampleConfig  # pylint: disable=unused-import
@@ -112,6 +113,9 @@ class MultiTaskConfig(hyperparams.Config):
       frozen_parts: Parts of the model frozen from the start, by the names of
         its `parts` (for an `EncoderHeadsModel`: "encoder" or a task name,
         meaning its head); `MultiTaskBaseModel.unfreeze` resumes training one.
+
+    An override may also hold `tasks`, `{task_name: {routine field: value}}`,
+    which merges into the routine of that name (see `task_knobs`).
     """
 
     init_checkpoint: str = ""
@@ -119,6 +123,13 @@ class MultiTaskConfig(hyperparams.Config):
     task_routines: Tuple[TaskRoutine, ...] = ()
     shared_train_data: Optional[cfg.DataConfig] = None
     frozen_parts: Tuple[str, ...] = ()
+
+    def _override(self, override_dict, is_strict=True):
+        override_dict = dict(override_dict)
+        by_name = override_dict.pop(task_knobs.TASKS_KEY, None)
+        super()._override(override_dict, is_strict)
+        if by_name is not None:
+            task_knobs.merge(self.task_routines, by_name)
 
     def validate(self):
         super().validate()

@@ -26,7 +26,7 @@ class OpenConfig(hyperparams.Config):
     become `OpenConfig`s too. `validate` of the owning config checks the keys.
     """
 
-    # Read by the launcher's unknown-key check (multitask.train.find_unknown_key).
+    # Read by the launcher's unknown-key check (multitask.overrides.find_unknown_key).
     accepts_new_keys = True
 
     def _set(self, k, v):

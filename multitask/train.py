@@ -50,6 +50,7 @@ from multitask import errors
 from multitask import evaluator as evaluator_lib
 from multitask import model_factory
 from multitask import multitask as multitask_lib
+from multitask import overrides
 from multitask import paths
 from multitask import plugins
 from multitask import preflight
@@ -137,36 +138,24 @@ def _parse_override(text: str, source: str) -> Dict[str, Any]:
     return override
 
 
-def find_unknown_key(params: hyperparams.Config, override: Dict[str, Any], prefix: str = ""):
-    """Returns `(dotted_key, allowed_keys)` of the first key `params` lacks, or None."""
-    if getattr(params, "accepts_new_keys", False):
-        return None  # An open block: its `validate()` checks the keys.
-    allowed = sorted(params.as_dict())
-    for key, value in override.items():
-        if key not in allowed:
-            return f"{prefix}{key}", allowed
-        child = getattr(params, key)
-        if isinstance(value, dict) and isinstance(child, hyperparams.Config):
-            found = find_unknown_key(child, value, f"{prefix}{key}.")
-            if found:
-                return found
-    return None
-
-
 def apply_override(params: hyperparams.Config, text: str, source: str):
-    """Applies one --config_file or --params_override to `params`, strictly."""
+    """Applies one --config_file or --params_override to `params`, strictly.
+
+    Unknown keys, values of the wrong type, a one-of `type` without such a
+    choice and unknown task names under `task.tasks` are refused before
+    anything is applied (see `multitask.overrides`).
+    """
     override = _parse_override(text, source)
-    unknown = find_unknown_key(params, override)
-    if unknown:
-        key, allowed = unknown
-        parent = key.rpartition(".")[0] or "the top level"
-        raise UsageError(
-            f"{source}: unknown key {key!r}; allowed under {parent}: {', '.join(allowed)}."
-        )
+    problem = overrides.find_problem(params, override)
+    if problem:
+        raise UsageError(f"{source}: {problem}")
     try:
         params.override(override, is_strict=True)
     except (KeyError, ValueError, TypeError) as error:
-        raise UsageError(f"{source}: {error}") from error
+        message = errors.one_line(error)
+        if isinstance(error, KeyError):  # str() of a KeyError is its quoted repr
+            message = message.strip("'\"")
+        raise UsageError(f"{source}: {message.rstrip('.')}.") from error
 
 
 def parse_params(flags_obj):
