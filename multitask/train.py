@@ -45,6 +45,7 @@ from official.core import train_utils
 from official.modeling import hyperparams
 from official.modeling.hyperparams import params_dict
 
+from multitask import config_checks
 from multitask import configs
 from multitask import errors
 from multitask import evaluator as evaluator_lib
@@ -186,6 +187,7 @@ def parse_params(flags_obj):
         params.validate()
         train_lib.check_mode(flags_obj.mode or DEFAULT_MODE)
         runtime.validate_runtime(params.runtime)
+        config_checks.check_trainer(params.trainer, flags_obj.mode or DEFAULT_MODE)
     except (KeyError, ValueError) as error:
         raise UsageError(str(error).strip("'\"")) from error
     params.lock()
@@ -232,11 +234,14 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
       the run evaluates (and trains), and the model.
 
     Raises:
-      UsageError: A task or model cannot be built, or a task's data do not
-        fit its model (see `multitask.preflight`).
+      UsageError: A checkpoint the run reads is missing, a task or model
+        cannot be built, a metric name is not among the evaluation's (see
+        `multitask.config_checks`), or a task's data do not fit its model
+        (see `multitask.preflight`).
     """
     train_task = None
     try:
+        config_checks.check_checkpoints(params, mode, model_dir)
         if isinstance(params, configs.MultiEvalExperimentConfig):
             train_task = task_factory.get_task(params.task, logging_dir=model_dir)
             eval_task = multitask_lib.MultiTask([
@@ -251,6 +256,7 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
             eval_task = task_factory.get_task(params.task, logging_dir=model_dir)
             model = eval_task.build_model()
         evaluated = multitask_lib.as_multi_task(eval_task)
+        config_checks.check_metric_names(params, evaluated)
         if "train" in mode:
             preflight.check_data(
                 multitask_lib.as_multi_task(train_task) if train_task is not None else evaluated, model,
