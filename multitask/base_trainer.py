@@ -191,14 +191,24 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         return int(self._global_step.numpy())
 
     def train(self, num_steps: tf.Tensor) -> Optional[Dict[str, Any]]:
-        """Runs `num_steps` steps: one traced loop per stretch with a fixed `LoopPlan`."""
+        """Runs `num_steps` steps: one traced loop per stretch with a fixed `LoopPlan`.
+
+        Raises:
+          TrainDataEndedError: A task's train data ended (it must repeat).
+        """
         self.train_loop_begin()
         if self._train_iter is None:
             self._train_iter = tf.nest.map_structure(iter, self.train_dataset)
         remaining = int(num_steps)
         while remaining > 0:
             steps = self._select_train_loop(remaining)
-            self._train_loop_fn(self._train_iter, tf.constant(steps, tf.int32))
+            try:
+                self._train_loop_fn(self._train_iter, tf.constant(steps, tf.int32))
+            except (tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError) as error:
+                ended = self._inputs.ended_error(error)
+                if ended is None:
+                    raise
+                raise ended from error
             remaining -= steps
         return self.train_loop_end()
 

@@ -8,6 +8,12 @@ non-finite first loss becomes one `DataError` naming the task, the split and
 the problem, instead of a traceback from inside a traced training loop. Only
 the first batch is checked; later batches are guarded by the trainers'
 non-finite policy (`multitask.training.nonfinite`).
+
+The trainers read one batch of a task's train data per step without end, so
+a train dataset whose cardinality is known and smaller than
+`trainer.train_steps` is refused too (it must `repeat()`); one whose
+cardinality is unknown is caught where it ends, during training
+(`multitask.training.input_distribution.TrainDataEndedError`).
 """
 from typing import Iterable, Optional
 
@@ -32,6 +38,13 @@ def _first_batch(dataset, what: str):
     raise DataError(f"{what}: the dataset is empty (no batch; check its size against the global batch size).")
 
 
+def _check_length(dataset, what: str, train_steps: Optional[int]) -> None:
+    batches = int(dataset.cardinality())
+    if train_steps is not None and 0 <= batches < train_steps:
+        raise DataError(f"{what}: the dataset ends after {batches} batches, but trainer.train_steps is "
+                        f"{train_steps} and a step reads one batch; repeat() it in build_inputs.")
+
+
 def _check_batch(task: base_task.Task, model, inputs, what: str) -> None:
     features, labels = base_task.split_inputs(inputs)
     try:
@@ -50,7 +63,7 @@ def _check_batch(task: base_task.Task, model, inputs, what: str) -> None:
 
 
 def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_train_data=None,
-               strategy: Optional[tf.distribute.Strategy] = None) -> None:
+               strategy: Optional[tf.distribute.Strategy] = None, train_steps: Optional[int] = None) -> None:
     """Runs every task's first batch of each split through its model, loss and metrics.
 
     Args:
@@ -60,6 +73,8 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
       shared_train_data: `task.shared_train_data`: when set, the train split is
         that one dataset of `(features, {task: labels})`.
       strategy: The run's strategy (its scope is entered); default: the current one.
+      train_steps: `trainer.train_steps`: a train dataset of known cardinality
+        must hold at least this many batches; None skips the check.
 
     Raises:
       DataError: The first problem found, in one line naming task and split.
@@ -74,6 +89,7 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
                 except ValueError as error:
                     raise DataError(str(error)) from error
                 shared = _first_batch(dataset, "task.shared_train_data")
+                _check_length(dataset, "task.shared_train_data", train_steps)
             for name, task in multi_task.tasks.items():
                 what = f"task {name!r}, {split} data"
                 if split == "train" and shared_train_data is not None:
@@ -90,6 +106,8 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
                     except Exception as error:  # pylint: disable=broad-except
                         raise DataError(f"{what}: building the dataset failed: {errors.one_line(error)}.") from error
                     batch = _first_batch(dataset, what)
+                    if split == "train":
+                        _check_length(dataset, what, train_steps)
                 batches.append((name, what, batch))
         # As the trainers do: sub-models without Keras inputs are built from their features' spec.
         first = {}

@@ -12,12 +12,18 @@ mode train_and_eval into a new directory under ./runs and prints where.
 (`gs://`, ...): everything is read and written through `tf.io.gfile`.
 
 The config is resolved and checked completely before anything is written: an
-unknown experiment, a bad override, an invalid setting or an unusable
-model_dir prints one line naming the problem and the valid choices, and the
-launcher exits with status 2. So do a task or model that cannot be built and a
-task whose first batch does not fit its model (`multitask.preflight`: empty
-data, wrong structure, shape or dtype, labels outside the head's range), all
-found before the config, a checkpoint or a summary is written.
+unknown experiment, a bad override (an unknown key or task name, a value of
+the wrong type, a one-of type with no such choice: `multitask.overrides`), an
+invalid setting, a metric name the evaluation does not report, a checkpoint
+the run would read that is not there, intervals orbit refuses
+(`multitask.config_checks`) or an unusable model_dir prints one line naming
+the problem and the valid choices, and the launcher exits with status 2. So
+do a task or model that cannot be built and a task whose first batch does not
+fit its model or whose train data are too short (`multitask.preflight`: empty
+data, wrong structure, shape or dtype, labels outside the head's range, fewer
+batches than train_steps), all found before the config, a checkpoint or a
+summary is written. Train data that end during training (their length was
+unknown) stop the run with one line naming the task, exit status 1.
 """
 import os
 
@@ -59,6 +65,7 @@ from multitask import results
 from multitask import scoring
 from multitask import train_lib
 from multitask.core import runtime
+from multitask.training import input_distribution
 
 DEFAULT_EXPERIMENT = "shapes"
 DEFAULT_MODE = "train_and_eval"
@@ -237,7 +244,7 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
       UsageError: A checkpoint the run reads is missing, a task or model
         cannot be built, a metric name is not among the evaluation's (see
         `multitask.config_checks`), or a task's data do not fit its model
-        (see `multitask.preflight`).
+        or end too soon (see `multitask.preflight`).
     """
     train_task = None
     try:
@@ -260,7 +267,8 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
         if "train" in mode:
             preflight.check_data(
                 multitask_lib.as_multi_task(train_task) if train_task is not None else evaluated, model,
-                ("train",), getattr(params.task, "shared_train_data", None), strategy)
+                ("train",), getattr(params.task, "shared_train_data", None), strategy,
+                train_steps=params.trainer.train_steps)
         if "eval" in mode:
             preflight.check_data(evaluated, model, ("validation",), strategy=strategy)
     # ImportError: an experiment's optional dependency is missing (its message says what to install).
@@ -339,6 +347,9 @@ def main(argv):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except input_distribution.TrainDataEndedError as error:  # found during training: not a usage error
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def define_flags():

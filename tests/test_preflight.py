@@ -20,6 +20,7 @@ from multitask import model_factory
 from multitask import multitask
 from multitask import preflight
 from multitask import train
+from multitask.training import input_distribution
 
 TINY = "trainer.train_steps=2,trainer.steps_per_loop=1,trainer.validation_interval=2,trainer.checkpoint_interval=1"
 
@@ -50,6 +51,10 @@ class FaultyShapesTask(shapes.ShapesTask):
             return dataset.map(lambda x, y: (x, y + 3))
         if fault == "label_shape":
             return dataset.map(lambda x, y: (x, tf.stack([y, y], axis=-1)))
+        if fault == "finite":  # 3 batches, a known cardinality
+            return dataset.take(3)
+        if fault == "ends":  # 3 batches, an unknown cardinality
+            return dataset.filter(lambda x, y: True).take(3)
         return dataset
 
 
@@ -73,7 +78,7 @@ FAULTS = {
     "label_range": r"task 'circle', train data: the labels \(int32\[32\]\) do not fit the loss or metrics: Received a label value of [345] which is outside the valid range of \[0, 2\)",
     "label_shape": r"task 'circle', train data: the labels \(int32\[32, 2\]\) do not fit the loss or metrics",
 }
-for _fault in FAULTS:
+for _fault in list(FAULTS) + ["finite", "ends"]:
     exp_factory.register_config_factory(f"faulty_shapes_{_fault}")(lambda f=_fault: _faulty_experiment(f))
 
 
@@ -154,3 +159,50 @@ def test_unwritable_model_dir_is_a_usage_error():
     # /proc refuses new files even to root, which passes os.access checks.
     with pytest.raises(train.UsageError, match="--model_dir: '/proc/run' is not writable"):
         train.resolve_model_dir("/proc/run", "shapes")
+
+
+ENDS = "task 'circle', train data: the dataset ends after 3 batches, but trainer.train_steps is 4 and a step reads one batch; repeat() it in build_inputs."
+
+
+def test_train_data_shorter_than_train_steps_is_refused():
+    params = _faulty_experiment("finite")
+    mt, model = multitask.MultiTask.from_config(params.task), model_factory.build_model(params.task)
+    with pytest.raises(preflight.DataError) as error:
+        preflight.check_data(mt, model, train_steps=4)
+    assert str(error.value) == ENDS
+    preflight.check_data(mt, model, train_steps=3)  # Enough batches: no repeat() needed.
+
+
+def test_finite_train_data_refused_before_anything_is_written(tmp_path):
+    model_dir = tmp_path / "run"
+    with pytest.raises(train.UsageError) as error:
+        train.run(train.launcher_flags(experiment="faulty_shapes_finite", model_dir=str(model_dir),
+                                       params_override="trainer.train_steps=4,trainer.steps_per_loop=2"))
+    assert str(error.value) == ENDS
+    assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("trainer_type", ["joint", "interleaving"])
+def test_train_data_that_end_during_training_name_the_task(trainer_type, tmp_path, monkeypatch, capsys):
+    """Unknown cardinality: found where the data end, one line naming the task; the launcher exits 1."""
+    override = f"trainer.train_steps=12,trainer.steps_per_loop=2,trainer.trainer_type={trainer_type}"
+    flags = train.launcher_flags(experiment="faulty_shapes_ends", model_dir=str(tmp_path / "run"), mode="train",
+                                 params_override=override)
+    monkeypatch.setattr(train, "FLAGS", flags)
+    with pytest.raises(SystemExit) as exit_:
+        train.main([])
+    assert exit_.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == ["error: task 'circle': the train data ended during training, but the trainers read one "
+                      "batch a step until trainer.train_steps; repeat() the dataset in build_inputs."]
+
+
+def test_only_data_that_may_end_are_marked_and_an_unmarked_end_still_says_to_repeat():
+    endless = tf.data.Dataset.range(4).repeat()
+    assert input_distribution.mark_end(endless, "0") is endless
+    assert list(input_distribution.mark_end(tf.data.Dataset.range(2), "0").take(2).as_numpy_iterator()) == [0, 1]
+    inputs = input_distribution.TrainInputs({"a": endless}, ["a"])
+    ended = inputs.ended_error(tf.errors.OutOfRangeError(None, None, "End of sequence"))
+    assert str(ended) == ("The train data of a task ended during training (End of sequence), but the trainers read "
+                          "one batch a step until trainer.train_steps; repeat() the dataset in build_inputs.")
+    assert inputs.ended_error(tf.errors.InvalidArgumentError(None, None, "another error")) is None

@@ -5,14 +5,51 @@ A source is a `tf.data.Dataset` of global batches, a function
 distributed dataset (which cannot be repositioned on resume). The sources are
 `{task: source}` (one batch per task per step) or one source yielding
 `(features, {task: labels})` that feeds every task (the multi-label form).
+
+The trainers read the sources without end. The launcher refuses a source
+whose cardinality is known and too small before the run (`multitask.preflight`);
+a dataset that may end (its cardinality is not infinite) gets one more element
+that fails naming its task (`mark_end`), so that where it ends during training
+the trainer raises a `TrainDataEndedError` naming the task (`TrainInputs.ended_error`)
+instead of tf.data's "End of sequence" from inside the traced loop.
 """
+import re
 from typing import Callable, Mapping, Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
 
+from multitask import errors
 from multitask import model_inputs
 from multitask.core import base_task
+
+
+class TrainDataEndedError(ValueError):
+    """A task's train data ended during training (one line naming the task)."""
+
+
+_ENDED = "multitask_train_data_ended:"
+_ENDED_PATTERN = re.compile(re.escape(_ENDED) + r"(\d+|shared)")
+_REPEAT = "but the trainers read one batch a step until trainer.train_steps; repeat() the dataset in build_inputs."
+
+
+def mark_end(dataset: tf.data.Dataset, what: str) -> tf.data.Dataset:
+    """`dataset`, failing with a marker naming `what` (a task's number) where it ends.
+
+    A dataset that repeats without end, or whose elements are not all dense
+    tensors of known rank, is returned as it is.
+    """
+    dense = all(type(spec) is tf.TensorSpec and spec.shape.rank is not None  # pylint: disable=unidiomatic-typecheck
+                for spec in tf.nest.flatten(dataset.element_spec))
+    if not dense or tf.get_static_value(dataset.cardinality()) == tf.data.INFINITE_CARDINALITY:
+        return dataset
+
+    @tf.autograph.experimental.do_not_convert
+    def fail(_):
+        with tf.control_dependencies([tf.debugging.Assert(False, [_ENDED + what])]):
+            return tf.nest.map_structure(lambda s: tf.zeros([d or 0 for d in s.shape], s.dtype), dataset.element_spec)
+
+    return dataset.concatenate(tf.data.Dataset.range(1).map(fail))
 
 
 class UntrackedDict(dict):
@@ -26,17 +63,20 @@ class UntrackedDict(dict):
     """
 
 
-def distribute(strategy, source, batches_to_skip: int, step: int):
-    """Distributes one train source, skipping the batches already trained on."""
+def distribute(strategy, source, batches_to_skip: int, step: int, what: str):
+    """Distributes one train source, skipping the batches already trained on.
+
+    `what` (a task's number, or "shared") marks where a dataset ends (`mark_end`).
+    """
     if isinstance(source, tf.data.Dataset):
         # A plain dataset yields global batches: one per step.
-        return strategy.experimental_distribute_dataset(source.skip(batches_to_skip))
+        return strategy.experimental_distribute_dataset(mark_end(source.skip(batches_to_skip), what))
     if callable(source):
 
         def dataset_fn(input_context):
             # Each input pipeline feeds this many replicas per step.
             per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
-            return source(input_context=input_context).skip(batches_to_skip * per_step)
+            return mark_end(source(input_context=input_context).skip(batches_to_skip * per_step), what)
 
         return strategy.distribute_datasets_from_function(dataset_fn)
     if batches_to_skip:
@@ -76,10 +116,23 @@ class TrainInputs:
     def distribute(self, strategy, batches_consumed: Callable[[Optional[str]], int], step: int):
         """The distributed sources, each skipping `batches_consumed(task or None for a shared one)` batches."""
         if self.shared:
-            return distribute(strategy, self._sources, batches_consumed(None), step)
+            return distribute(strategy, self._sources, batches_consumed(None), step, "shared")
         return UntrackedDict(
-            (name, distribute(strategy, self._sources[name], batches_consumed(name), step)) for name in self._names
+            (name, distribute(strategy, self._sources[name], batches_consumed(name), step, str(index)))
+            for index, name in enumerate(self._names)
         )
+
+    def ended_error(self, error: tf.errors.OpError) -> Optional[TrainDataEndedError]:
+        """The `TrainDataEndedError` for an error of the training loop, or None if no data ended."""
+        found = _ENDED_PATTERN.search(str(error))
+        if found:
+            index = found.group(1)
+            what = "task.shared_train_data" if index == "shared" else f"task {self._names[int(index)]!r}"
+            return TrainDataEndedError(f"{what}: the train data ended during training, {_REPEAT}")
+        if isinstance(error, tf.errors.OutOfRangeError):  # A source that could not be marked.
+            return TrainDataEndedError(f"The train data of a task ended during training "
+                                       f"({errors.one_line(error)}), {_REPEAT}")
+        return None
 
     @tf.autograph.experimental.do_not_convert
     def next(self, iterators, task_names: Sequence[str]):
