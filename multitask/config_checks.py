@@ -11,6 +11,9 @@ the launcher (`multitask.train`) runs them before it writes anything:
 - `check_trainer`: orbit's constraints on `trainer.steps_per_loop`,
   `summary_interval` (a multiple of steps_per_loop) and `validation_steps`;
   `best_checkpoint_metric_comp` is "higher" or "lower".
+- `check_optimizers`: the optimizer, learning rate and warmup types of
+  `trainer.optimizer_config` and of each routine's `optimizer_config` are
+  ones this library builds with Keras 3.
 - `check_checkpoints`: `--mode=eval` needs a checkpoint in model_dir; an
   `init_checkpoint` that a training run will read must exist.
 - `check_metric_names`: `trainer.best_checkpoint_eval_metric`,
@@ -23,6 +26,7 @@ import tensorflow as tf
 
 from multitask.core import base_task
 from multitask.core import checkpoint_exporter
+from multitask.core import optimization
 
 TRAIN_MODES = ("train", "train_and_eval")
 
@@ -51,6 +55,24 @@ def check_trainer(trainer, mode: str) -> None:
     if "eval" in mode and trainer.validation_steps != -1 and trainer.validation_steps <= 0:
         raise ValueError(f"trainer.validation_steps is {trainer.validation_steps}; it must be > 0, or -1 for "
                          "each task's whole validation set.")
+
+
+def check_optimizers(params, mode: str) -> None:
+    """Checks the types of every optimizer config a training run builds (see `optimization.OptimizerFactory`).
+
+    Nothing is built: the strategy a run trains under may not exist yet.
+
+    Raises:
+      ValueError: In a training mode, an optimizer, learning rate or warmup
+        type Keras 3 has no builder for here, or `ema` set.
+    """
+    if mode not in TRAIN_MODES:
+        return
+    optimization.OptimizerFactory(params.trainer.optimizer_config)
+    for routine in getattr(params.task, "task_routines", None) or ():
+        if getattr(routine, "optimizer_config", None) is not None:
+            optimization.OptimizerFactory(routine.optimizer_config,
+                                          f"task.tasks.{routine.resolved_name()}.optimizer_config")
 
 
 def _init_checkpoints(params) -> List[Tuple[str, str]]:

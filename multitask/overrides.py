@@ -13,7 +13,8 @@ bad value and what is allowed:
   bool, str, a tuple of them, a nested config); a float field also takes a
   number written as a string, as YAML reads `1e-3`, which is converted;
 - a one-of block's `type` (`hyperparams.OneOfConfig`: optimizer,
-  learning_rate, warmup, ...) that names none of its choices;
+  learning_rate, warmup, ...) that names none of its choices (for the
+  optimization blocks, those `multitask.core.optimization` builds);
 - under `task.tasks` (see `task_knobs`), an unknown task name or knob.
 
 Open blocks (`open_config.OpenConfig`) take any key; their owner's
@@ -30,6 +31,16 @@ from multitask import task_knobs
 # What a field of each annotation takes: (one value, a list of them).
 _KINDS = {int: ("an integer", "integers"), float: ("a number", "numbers"),
           bool: ("true or false", "booleans"), str: ("a string (quote it)", "strings")}
+
+
+# A one-of block's choices where this library builds fewer than the block
+# has fields (see `support_only`).
+_SUPPORTED_TYPES: Dict[type, Tuple[str, ...]] = {}
+
+
+def support_only(one_of_class: type, types: Tuple[str, ...]) -> None:
+    """Makes an override of a `one_of_class` block's `type` accept only `types`."""
+    _SUPPORTED_TYPES[one_of_class] = tuple(types)
 
 
 def _fields(params: hyperparams.Config) -> List[str]:
@@ -143,7 +154,7 @@ def find_bad_value(params: hyperparams.Config, override: Dict[str, Any], prefix:
             pairs = [(named[name], knobs, f"{field}.{name}.") for name, knobs in value.items()
                      if isinstance(knobs, dict) and name in named] if named and isinstance(value, dict) else []
         elif key == "type" and isinstance(params, hyperparams.OneOfConfig) and value is not None:
-            choices = [k for k in _fields(params) if k != "type"]
+            choices = _SUPPORTED_TYPES.get(type(params)) or [k for k in _fields(params) if k != "type"]
             if value not in choices:
                 return f"{field} is {value!r}; allowed: {', '.join(choices)}."
             pairs = []

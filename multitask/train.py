@@ -195,6 +195,7 @@ def parse_params(flags_obj):
         train_lib.check_mode(flags_obj.mode or DEFAULT_MODE)
         runtime.validate_runtime(params.runtime)
         config_checks.check_trainer(params.trainer, flags_obj.mode or DEFAULT_MODE)
+        config_checks.check_optimizers(params, flags_obj.mode or DEFAULT_MODE)
     except (KeyError, ValueError) as error:
         raise UsageError(str(error).strip("'\"")) from error
     params.lock()

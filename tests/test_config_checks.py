@@ -119,3 +119,17 @@ def test_intervals_of_a_mode_that_does_not_use_them_pass():
     train.parse_params(train.launcher_flags(mode="eval", params_override="trainer.summary_interval=3,"
                                                                         "trainer.steps_per_loop=2"))
     train.parse_params(train.launcher_flags(mode="train", params_override="trainer.validation_steps=0"))
+
+
+def test_a_task_s_optimizer_type_is_checked_before_anything_is_written(tmp_path):
+    config = tmp_path / "circle_lars.yaml"
+    config.write_text("task: {tasks: {circle: {optimizer_config: {optimizer: {type: lars}, "
+                      "learning_rate: {type: constant}}}}}")
+    with pytest.raises(train.UsageError) as error:
+        train.run(train.launcher_flags(model_dir=str(tmp_path / "run"), config_file=[str(config)]))
+    assert str(error.value) == (
+        "task.tasks.circle.optimizer_config.optimizer.type is 'lars'; allowed (those built with Keras 3 here): "
+        "adafactor_keras, adagrad, adam, adam_experimental, adamw, adamw_experimental, lamb, rmsprop, sgd, "
+        "sgd_experimental.")
+    assert not (tmp_path / "run").exists()
+    train.parse_params(train.launcher_flags(config_file=[str(config)], mode="eval"))  # Evaluation builds none.

@@ -44,6 +44,9 @@ from typing import Any, Callable, Mapping, Optional, Union
 import keras
 
 from official.core import config_definitions
+from official.modeling.optimization.configs import optimization_config
+
+from multitask import overrides
 
 from multitask.core import lr_builders
 from multitask.core import lr_schedule
@@ -61,17 +64,17 @@ _PREFIX = "trainer.optimizer_config"
 SUPPORTED_OPTIMIZERS = tuple(sorted(optimizer_builders.OPTIMIZERS))
 SUPPORTED_LEARNING_RATES = tuple(sorted(lr_builders.LEARNING_RATES))
 SUPPORTED_WARMUPS = tuple(sorted(lr_builders.WARMUPS))
+overrides.support_only(optimization_config.OptimizerConfig, SUPPORTED_OPTIMIZERS)
+overrides.support_only(optimization_config.LrConfig, SUPPORTED_LEARNING_RATES)
+overrides.support_only(optimization_config.WarmupConfig, SUPPORTED_WARMUPS)
 
 
 def _check_type(value: Optional[str], field: str, supported) -> str:
     """Returns `value` if it is one of `supported`; raises a ValueError otherwise."""
     if value is None:
-        raise ValueError(f"{_PREFIX}.{field} is not set; set it to one of: {', '.join(supported)}.")
+        raise ValueError(f"{field} is not set; set it to one of: {', '.join(supported)}.")
     if value not in supported:
-        raise ValueError(
-            f"{_PREFIX}.{field}={value!r} is not supported with Keras 3; supported: "
-            f"{', '.join(supported)}."
-        )
+        raise ValueError(f"{field} is {value!r}; allowed (those built with Keras 3 here): {', '.join(supported)}.")
     return value
 
 
@@ -95,11 +98,13 @@ class OptimizerFactory:
     before any model or data is built.
     """
 
-    def __init__(self, config: Union[OptimizationConfig, Mapping[str, Any]]):
+    def __init__(self, config: Union[OptimizationConfig, Mapping[str, Any]], field: str = _PREFIX):
         """Initializes the factory and checks the config's types.
 
         Args:
           config: An `OptimizationConfig`, or a dict to build one from.
+          field: Where `config` sits in the experiment config; errors name
+            fields under it.
 
         Raises:
           ValueError: If `optimizer.type` or `learning_rate.type` is unset or
@@ -108,15 +113,17 @@ class OptimizerFactory:
         if isinstance(config, Mapping):
             config = OptimizationConfig(config)
         self._config = config
-        self._optimizer_type = _check_type(config.optimizer.type, "optimizer.type", SUPPORTED_OPTIMIZERS)
-        self._lr_type = _check_type(config.learning_rate.type, "learning_rate.type", SUPPORTED_LEARNING_RATES)
+        self._field = field
+        self._optimizer_type = _check_type(config.optimizer.type, f"{field}.optimizer.type", SUPPORTED_OPTIMIZERS)
+        self._lr_type = _check_type(config.learning_rate.type, f"{field}.learning_rate.type",
+                                    SUPPORTED_LEARNING_RATES)
         self._warmup_type = config.warmup.type
         if self._warmup_type is not None:
-            _check_type(self._warmup_type, "warmup.type", SUPPORTED_WARMUPS)
+            _check_type(self._warmup_type, f"{field}.warmup.type", SUPPORTED_WARMUPS)
         if config.ema is not None:
             raise ValueError(
-                f"{_PREFIX}.ema is set, but Model Garden's ExponentialMovingAverage optimizer "
-                f"has no Keras 3 equivalent here; set {_PREFIX}.ema to None."
+                f"{field}.ema is set, but Model Garden's ExponentialMovingAverage optimizer "
+                f"has no Keras 3 equivalent here; set {field}.ema to None."
             )
         self._optimizer_config = config.optimizer.get()
         self._lr_config = config.learning_rate.get()
@@ -132,10 +139,10 @@ class OptimizerFactory:
         Raises:
           ValueError: If a field the schedule needs is unset.
         """
-        lr = lr_builders.LEARNING_RATES[self._lr_type](self._lr_config, f"{_PREFIX}.learning_rate.{self._lr_type}")
+        lr = lr_builders.LEARNING_RATES[self._lr_type](self._lr_config, f"{self._field}.learning_rate.{self._lr_type}")
         if self._warmup_config is not None:
             lr = lr_builders.WARMUPS[self._warmup_type](
-                lr, self._warmup_config, f"{_PREFIX}.warmup.{self._warmup_type}"
+                lr, self._warmup_config, f"{self._field}.warmup.{self._warmup_type}"
             )
         return lr
 
@@ -180,7 +187,7 @@ class OptimizerFactory:
             optimizer.
         """
         optimizer = optimizer_builders.OPTIMIZERS[self._optimizer_type](
-            self._optimizer_config, lr, f"{_PREFIX}.optimizer.{self._optimizer_type}"
+            self._optimizer_config, lr, f"{self._field}.optimizer.{self._optimizer_type}"
         )
         if postprocessor is not None:
             optimizer = postprocessor(optimizer)
