@@ -10,10 +10,13 @@ the launcher (`multitask.train`) runs them before it writes anything:
 
 - `check_trainer`: orbit's constraints on `trainer.steps_per_loop`,
   `summary_interval` (a multiple of steps_per_loop) and `validation_steps`;
+  the step counts and intervals of training are >= 1;
   `best_checkpoint_metric_comp` is "higher" or "lower".
 - `check_optimizers`: the optimizer, learning rate and warmup types of
   `trainer.optimizer_config` and of each routine's `optimizer_config` are
   ones this library builds with Keras 3.
+- `check_task_sampler`: the interleaving trainer's sampler takes the
+  run's tasks (one entry per task in its per-task lists).
 - `check_checkpoints`: `--mode=eval` needs a checkpoint in model_dir; an
   `init_checkpoint` that a training run will read must exist.
 - `check_metric_names`: `trainer.best_checkpoint_eval_metric`,
@@ -26,6 +29,7 @@ import tensorflow as tf
 
 from multitask.core import base_task
 from multitask.core import checkpoint_exporter
+from multitask import task_sampler
 from multitask.core import optimization
 
 TRAIN_MODES = ("train", "train_and_eval")
@@ -35,8 +39,10 @@ def check_trainer(trainer, mode: str) -> None:
     """Checks the intervals orbit's Controller requires for `mode`, and the best-checkpoint comparison.
 
     Raises:
-      ValueError: In a training mode, `steps_per_loop` < 1 or a
-        `summary_interval` that is not a positive multiple of it; in a mode
+      ValueError: In a training mode, `steps_per_loop`, `train_steps`,
+        `checkpoint_interval`, `max_to_keep` (and in train_and_eval
+        `validation_interval`) < 1, or a `summary_interval` that is not a
+        positive multiple of `steps_per_loop`; in a mode
         that evaluates, `validation_steps` neither > 0 nor -1; an unknown
         `best_checkpoint_metric_comp`.
     """
@@ -47,6 +53,13 @@ def check_trainer(trainer, mode: str) -> None:
         per_loop = trainer.steps_per_loop
         if per_loop < 1:
             raise ValueError(f"trainer.steps_per_loop is {per_loop}; it must be >= 1.")
+        positive = {"train_steps": trainer.train_steps, "checkpoint_interval": trainer.checkpoint_interval,
+                    "max_to_keep": trainer.max_to_keep}
+        if mode == "train_and_eval":
+            positive["validation_interval"] = trainer.validation_interval
+        for field, value in positive.items():
+            if value is not None and value < 1:
+                raise ValueError(f"trainer.{field} is {value}; it must be >= 1.")
         interval = trainer.summary_interval
         if interval is not None and (interval <= 0 or interval % per_loop):
             nearest = per_loop * max(1, round(interval / per_loop))
@@ -73,6 +86,19 @@ def check_optimizers(params, mode: str) -> None:
         if getattr(routine, "optimizer_config", None) is not None:
             optimization.OptimizerFactory(routine.optimizer_config,
                                           f"task.tasks.{routine.resolved_name()}.optimizer_config")
+
+
+def check_task_sampler(params, mode: str, multi_task) -> None:
+    """Builds the interleaving trainer's task sampler for `multi_task`'s tasks, and drops it.
+
+    Raises:
+      ValueError: In a training mode, a per-task list of the sampler's config
+        (`batches_per_epoch`, `dataset_sizes`) without one entry per task, or
+        an argument the sampler refuses.
+    """
+    trainer = params.trainer
+    if mode in TRAIN_MODES and getattr(trainer, "trainer_type", None) == "interleaving":
+        task_sampler.get_task_sampler(trainer.task_sampler, multi_task.sampling_weights)
 
 
 def _init_checkpoints(params) -> List[Tuple[str, str]]:

@@ -343,7 +343,7 @@ def validate_task_routines(routines, field: str):
                 f"{field}[{index}]: start_step {start} and stop_step {stop} must satisfy 0 <= start_step < stop_step."
             )
         stopping = getattr(routine, "early_stopping", None)
-        if stopping is not None and stopping.metric:
+        if stopping is not None:
             if stopping.mode not in ("higher", "lower"):
                 raise ValueError(f"{field}[{index}].early_stopping.mode is {stopping.mode!r}; allowed: higher, lower.")
             if stopping.patience < 1:

@@ -260,6 +260,7 @@ def build_and_check(params, mode: str, model_dir: str, strategy):
         elif isinstance(params, configs.MultiTaskExperimentConfig):
             eval_task = multitask_lib.MultiTask.from_config(params.task, logging_dir=model_dir)
             model = model_factory.build_model(params.task)
+            config_checks.check_task_sampler(params, mode, eval_task)
         else:
             eval_task = task_factory.get_task(params.task, logging_dir=model_dir)
             model = eval_task.build_model()

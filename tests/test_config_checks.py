@@ -110,6 +110,17 @@ def test_eval_without_a_checkpoint_is_refused_before_anything_runs(tmp_path):
      "trainer.validation_steps is 0; it must be > 0, or -1 for each task's whole validation set."),
     ("trainer.best_checkpoint_metric_comp=hi", "train",
      "trainer.best_checkpoint_metric_comp is 'hi'; allowed: higher, lower."),
+    ("trainer.train_steps=-1", "train", "trainer.train_steps is -1; it must be >= 1."),
+    ("trainer.checkpoint_interval=0", "train", "trainer.checkpoint_interval is 0; it must be >= 1."),
+    ("trainer.max_to_keep=0", "train_and_eval", "trainer.max_to_keep is 0; it must be >= 1."),
+    ("trainer.validation_interval=0", "train_and_eval", "trainer.validation_interval is 0; it must be >= 1."),
+    # Set without a metric, early stopping is off; the value is still checked.
+    ("task.tasks.circle.early_stopping.mode=up", "train",
+     "task.task_routines[0].early_stopping.mode is 'up'; allowed: higher, lower."),
+    ("trainer.trainer_type=interleaving,trainer.task_sampler.type=epoch_shuffled,"
+     "trainer.task_sampler.epoch_shuffled.batches_per_epoch=[4,4]", "train",
+     "trainer.task_sampler.epoch_shuffled.batches_per_epoch has 2 entries; it needs one per task, in task order "
+     "(circle, square, inv_circle)."),
 ])
 def test_orbit_intervals_and_the_comparison(tmp_path, override, mode, message):
     assert _refused(tmp_path, override, mode=mode) == message

@@ -58,6 +58,8 @@ def test_config_file_and_params_override_apply_in_order(tmp_path):
         (dict(config_file=["/does/not/exist.yaml"]), "--config_file: no such file"),
         (dict(params_override="trainer.trainer_type=alternate"), "trainer.trainer_type is 'alternate'"),
         (dict(params_override="runtime.distribution_strategy=gpus"), "runtime.distribution_strategy is 'gpus'"),
+        (dict(params_override="runtime.mixed_precision_dtype=float8"),
+         "runtime.mixed_precision_dtype is 'float8'; allowed: float32, float16, bfloat16"),
         (dict(gin_params=["NoSuchThing.value = 1"]), "--gin_params: "),
         (dict(mode="continuous_train_and_eval"), "mode is 'continuous_train_and_eval'; allowed"),
     ],
