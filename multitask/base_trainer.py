@@ -81,7 +81,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             tasks' weighted losses; None is Model Garden's sum of
             `loss_weight * loss`.
           rep_grad: Balance gradients with respect to the shared
-            representation (a shared dataset and an `EncoderHeadsModel`).
+            representation (a shared dataset and a model with `encode` /
+            `task_outputs`, `base_model.encodes_once`).
           shared_learning_rate_multiplier: Scales the updates of the variables
             several tasks share, as each task's `learning_rate_multiplier`
             scales its own; None costs nothing, a number is kept in a
@@ -122,6 +123,9 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         # Every variable must exist before the optimizer is built on them all.
         base_model.ensure_built(multi_task_model, names, self._inputs.features_spec)
         joint_step.check_weighting(weighting, rep_grad, len(names), multi_task_model, self._inputs.shared)
+        single_pass_off = joint_step.single_pass_off(multi_task_model, self._inputs.shared)
+        if self._joint and single_pass_off and len(names) > 1:
+            logging.info("The joint step runs each task's model on its own: %s", single_pass_off)
         self._weighting = weighting
         self._balancer = weighting if weighting is not None else multi_task.default_weighting
         self._rep_grad = rep_grad
@@ -150,8 +154,10 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             nonfinite_steps=self._nonfinite.nonfinite_steps, weighting=weighting, task_optimizers=self._task_optimizers,
             shared_learning_rate_multiplier=self._scaling.shared_multiplier, successive_regularization=self._successive)
         self._trainable_signature = None
-        self._train_loop_fns = {}  # One traced loop per (trainable variables, plan, guarded groups).
+        # One traced loop per (trainable variables, plan, guarded groups, reused weights).
+        self._train_loop_fns = {}
         self._loop_key = self._plan = self._guarded = None
+        self._reuse_weights = False
         # The data is distributed at the first loop, after a checkpoint may have been restored.
         super().__init__(train_dataset=None, options=trainer_options or orbit.StandardTrainerOptions())
 
@@ -235,16 +241,34 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         self._logs.reset()
 
     def _select_train_loop(self, remaining: int) -> int:
-        """Points orbit at the loop traced for the plan of now; returns the steps that plan holds."""
+        """Points orbit at the loop traced for the plan of now; returns the steps that plan holds.
+
+        With a gradient-level method's `recompute_every`, a step that computes
+        new weights is a stretch of its own, and the steps reusing them are
+        one stretch without per-task gradients (`joint_step.train_step`).
+        """
         control, step = self._multi_task.control, int(self._global_step.numpy())
         self._plan = control.loop_plan(step)
         self._guarded = self._scaling.groups_for(self._plan)
-        key = (self._trainable_signature, self._plan, self._guarded)
+        steps = min(remaining, control.steps_until_change(step) or remaining)
+        self._reuse_weights = False
+        if self._plans_recomputation():
+            names = list(self._multi_task.tasks)
+            reusing = self._weighting.calls_reusing_weights([names.index(name) for name in self._plan.active])
+            self._reuse_weights = reusing > 0
+            steps = min(steps, reusing) if reusing else 1
+        key = (self._trainable_signature, self._plan, self._guarded, self._reuse_weights)
         if key != self._loop_key:
             self._loop_key = key
             self._train_loop_fn = self._train_loop_fns.get(key) or self.create_train_loop_fn()
             self._train_loop_fns[key] = self._train_loop_fn
-        return min(remaining, control.steps_until_change(step) or remaining)
+        return steps
+
+    def _plans_recomputation(self) -> bool:
+        """Whether the loop is cut where a gradient-level method's cached weights are recomputed."""
+        weighting = self._weighting
+        return (weighting is not None and weighting.recompute_every > 1 and bool(self._plan.active)
+                and (self._rep_grad or not weighting.loss_level))
 
     def train_step(self, iterator_map):
         """One joint step over the plan's active tasks."""
@@ -270,7 +294,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         logs = joint_step.train_step(
             self._multi_task, self._balancer, self._inputs.task_inputs(inputs, active), self._multi_task_model,
             self._optimizer, self._logs.metrics, step, shared_features=self._inputs.shared_features(inputs),
-            rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers)
+            rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers,
+            reuse_weights=self._reuse_weights)
         self._logs.record_joint_step(active, logs, self._nonfinite.update_mean)
         return self._nonfinite.step_flags([logs.get(name, 0.0) for name in self._multi_task.tasks])
 

@@ -22,8 +22,14 @@ One path for every joint run, in three stages:
   parameters (or the shared representation) is averaged over replicas before
   `weighting.aggregate` (see `training.gradients`). Task-specific parameters
   get their own task's (weighted) gradient, as in LibMTL.
+- A step at which a linear method reuses its last weights (`recompute_every`;
+  the trainer plans those steps, `Weighting.calls_reusing_weights`) takes no
+  per-task gradient: the shared variables get the gradient of the weights'
+  sum of the losses, the task-specific ones that of the plain sum, in one
+  backward pass each way down the model, and nothing is all-reduced but what
+  the optimizer sums.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -40,8 +46,9 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
       multi_task: The `MultiTask`.
       task_inputs: `{task: (features, labels)}`.
       model: A `MultiTaskBaseModel` or one keras.Model for all tasks.
-      shared_features: The features every task reads, when they share them; with
-        an `EncoderHeadsModel` the encoder then runs once for all tasks.
+      shared_features: The features every task reads, when they share them; a
+        model with `encode` / `task_outputs` (`base_model.encodes_once`)
+        then encodes them once for all tasks.
       training: Passed to the model.
 
     Returns:
@@ -51,7 +58,7 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
     """
     losses, outputs = {}, {}
     representation = None
-    single_pass = shared_features is not None and isinstance(model, base_model.EncoderHeadsModel)
+    single_pass = shared_features is not None and base_model.encodes_once(model)
     if single_pass:
         representation = model.encode(shared_features, training=training)
     for name, inputs in task_inputs.items():
@@ -60,7 +67,7 @@ def task_losses(multi_task, task_inputs, model, shared_features=None, training: 
         if single_pass:
             outputs[name] = model.task_outputs(name, representation, training=training)
             loss = tf.cast(task.build_losses(labels=labels, model_outputs=outputs[name]), tf.float32)
-            extra = model.task_layer_losses(name)
+            extra = base_model.single_pass_layer_losses(model, name)
             loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in extra]) if extra else loss
         else:
             sub_model = base_model.task_model(model, name)
@@ -89,7 +96,7 @@ def _apply(optimizer, grads, variables, variable_optimizers=None) -> None:
 
 def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metrics, global_step,
                shared_features=None, rep_grad: bool = False, variable_optimizers=None,
-               **metric_kwargs) -> Dict[str, tf.Tensor]:
+               reuse_weights: bool = False, **metric_kwargs) -> Dict[str, tf.Tensor]:
     """One joint step over the tasks of `task_inputs` (see the module docstring).
 
     Args:
@@ -104,9 +111,11 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
       global_step: The step at which the loss-weight schedules are read.
       shared_features: The features all tasks read, when they share them.
       rep_grad: Aggregate gradients with respect to the shared representation
-        (needs `shared_features` and an `EncoderHeadsModel`).
+        (needs `shared_features` and `base_model.encodes_once(model)`).
       variable_optimizers: `{id(variable): optimizer}`: variables a task's
         own optimizer updates (`training.task_optimizers`).
+      reuse_weights: The gradient-level method reuses its last weights at
+        this step (only where `weighting.calls_reusing_weights` says so).
       **metric_kwargs: Passed to each task's `process_metrics`.
 
     Returns:
@@ -131,13 +140,26 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
             objective, weights = weighting.objective_and_weights(weighted, tasks)
             scaled = optimizer.scale_loss(objective / replicas)
         else:
-            scaled_losses = [optimizer.scale_loss(weighted[i]) for i in range(len(names))]
+            if reuse_weights:
+                objective, weights = weighting.reused_objective(weighted, tasks)
+                scaled = optimizer.scale_loss(objective / replicas)
+            else:
+                scaled_losses = [optimizer.scale_loss(weighted[i]) for i in range(len(names))]
             # Task-specific parameters get their own task's gradient.
             scaled_sum = optimizer.scale_loss(tf.reduce_sum(weighted) / replicas)
     logs = dict(losses)
     if one_backward_pass:
         variables = list(model.trainable_variables) + list(weighting.trainable_variables)
         _apply(optimizer, tape.gradient(scaled, variables), variables, variable_optimizers)
+        logs["total_loss"] = objective
+        logs["weights"] = weights
+    elif reuse_weights:
+        shared, specific = gradients.split_variables(model, all_names, active=names)
+        specific_variables = [v for name in names for v in specific[name]]
+        grads = tape.gradient(scaled, shared) + (tape.gradient(scaled_sum, specific_variables)
+                                                 if specific_variables else [])
+        _apply(optimizer, grads, shared + specific_variables, variable_optimizers)
+        del tape
         logs["total_loss"] = objective
         logs["weights"] = weights
     else:
@@ -187,8 +209,8 @@ def check_weighting(weighting, rep_grad: bool, num_tasks: int, model, shared_inp
     Raises:
       ValueError: The weighting is for another number of tasks, takes another
         kind of gradient, or `rep_grad` lacks what it needs (a gradient
-        method, one shared dataset, an `EncoderHeadsModel` with one tensor as
-        representation, no learnable weights).
+        method, one shared dataset, a model with `encode` / `task_outputs`
+        and one tensor as representation, no learnable weights).
     """
     if weighting is None:
         if rep_grad:
@@ -210,12 +232,24 @@ def check_weighting(weighting, rep_grad: bool, num_tasks: int, model, shared_inp
             "trainer.rep_grad: this weighting learns its weights from the loss, which the "
             "representation-gradient path does not differentiate; set rep_grad to False."
         )
-    if not shared_input or not isinstance(model, base_model.EncoderHeadsModel):
-        raise ValueError(
-            "trainer.rep_grad needs one shared dataset for all tasks and an EncoderHeadsModel "
-            "(the representation must be the same for every task)."
-        )
-    model.check_rep_grad()
+    reason = single_pass_off(model, shared_input)
+    if reason:
+        raise ValueError(f"trainer.rep_grad needs the encoder's single pass (one representation for every "
+                         f"task), which is off: {reason}")
+    if callable(getattr(model, "check_rep_grad", None)):
+        model.check_rep_grad()
+
+
+def single_pass_off(model, shared_input: bool) -> Optional[str]:
+    """Why the joint step cannot encode the features once for all tasks; None when it can."""
+    if not shared_input:
+        return ("each task reads its own train data; one shared dataset for all tasks (task.shared_train_data, "
+                "or train_datasets=one source) lets the model encode each batch once.")
+    if not base_model.encodes_once(model):
+        return (f"the model ({type(model).__name__}) has no encode(features, training) and "
+                "task_outputs(task_name, representation, training); a MultiTaskBaseModel with both (as "
+                "EncoderHeadsModel has) encodes each batch once.")
+    return None
 
 
 def check_shared_parameters(weighting, rep_grad: bool, model, task_names: Sequence[str]) -> None:

@@ -158,8 +158,6 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
         if self.recompute_every == 1:
             combined, weights = self._aggregate(losses, grads, tasks)
         else:
-            mask = tf.constant([i in tasks for i in range(self.num_tasks)])
-
             def recompute():
                 return self._aggregate(losses, grads, tasks)
 
@@ -167,14 +165,44 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
                 weights = self.select(self.last_weights, tasks)
                 return tf.linalg.matvec(grads, weights, transpose_a=True), weights
 
-            # Weights computed for another set of tasks are not reused.
-            fresh = tf.logical_or(self.calls % self.recompute_every == 0,
-                                  tf.reduce_any(tf.not_equal(self.last_tasks, mask)))
-            combined, weights = tf.cond(fresh, recompute, reuse)
-            self.last_tasks.assign(mask)
+            combined, weights = tf.cond(self._fresh(tasks), recompute, reuse)
+            self.last_tasks.assign(self._mask(tasks))
         self.last_weights.assign(self.expand(weights, tasks))
         self.calls.assign_add(1)
         return combined, weights
+
+    @tf.autograph.experimental.do_not_convert
+    def _mask(self, tasks: Tuple[int, ...]) -> tf.Tensor:
+        return tf.constant([i in tasks for i in range(self.num_tasks)])
+
+    @tf.autograph.experimental.do_not_convert
+    def _fresh(self, tasks: Tuple[int, ...]) -> tf.Tensor:
+        """Whether the next call computes new weights: every `recompute_every` calls, or for other tasks."""
+        return tf.logical_or(self.calls % self.recompute_every == 0,
+                             tf.reduce_any(tf.not_equal(self.last_tasks, self._mask(tasks))))
+
+    def calls_reusing_weights(self, tasks: Optional[Sequence[int]] = None) -> int:
+        """How many of the next calls for `tasks` reuse the last weights (read eagerly); 0: the next computes.
+
+        A trainer uses it to plan its loop: those calls can take one
+        backward pass of the weighted loss sum (`reused_objective`) instead
+        of a gradient per task.
+        """
+        if self.recompute_every == 1 or bool(self._fresh(self.task_indices(tasks))):
+            return 0
+        return self.recompute_every - int(self.calls.numpy()) % self.recompute_every
+
+    def reused_objective(self, losses: tf.Tensor,
+                         tasks: Optional[Sequence[int]] = None) -> Tuple[tf.Tensor, tf.Tensor]:
+        """`(sum of last_weights * losses, weights [A])`: a call that reuses the last weights.
+
+        Its gradient is `aggregate`'s combined gradient on a call that reuses
+        them (`last_weights @ grads`), with one backward pass. Call it only
+        where `calls_reusing_weights` said so; it counts as a call.
+        """
+        weights = self.select(self.last_weights, self.task_indices(tasks))
+        self.calls.assign_add(1)
+        return tf.reduce_sum(weights * tf.convert_to_tensor(losses, tf.float32)), weights
 
     @abc.abstractmethod
     def _aggregate(self, losses: tf.Tensor, grads: tf.Tensor, tasks: Tuple[int, ...]) -> Tuple[tf.Tensor, tf.Tensor]:

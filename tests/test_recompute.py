@@ -1,0 +1,76 @@
+"""`recompute_every`: the joint trainer's steps that reuse a method's weights take no per-task gradient."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import toy
+from multitask import base_model
+from multitask import base_trainer
+from multitask import multitask
+from multitask import weighting
+from multitask.weighting import base as weighting_base
+
+X, Y = toy.toy_arrays(5)
+STEPS, EVERY = 7, 3  # Weights computed at steps 0, 3 and 6.
+
+
+def _trainer(strategy, method, rep_grad):
+    keras.utils.set_random_seed(0)
+    dataset = tf.data.Dataset.from_tensor_slices((X, {"foo": Y, "bar": -0.5 * Y + 1.0}))
+    with strategy.scope():
+        tasks = multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())])
+        encoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="tanh")])
+        model = base_model.EncoderHeadsModel(encoder, {"foo": keras.layers.Dense(1), "bar": keras.layers.Dense(1)})
+        model.build()
+        trainer = base_trainer.MultiTaskBaseTrainer(
+            tasks, model, keras.optimizers.SGD(0.05), rep_grad=rep_grad,
+            weighting=weighting.get_weighting(method, 2, recompute_every=EVERY),
+            train_datasets=dataset.repeat().batch(8, drop_remainder=True))
+    return trainer, model
+
+
+@pytest.mark.parametrize("method, rep_grad", [("mgda", False), ("imtl", True)])
+def test_reused_weights_update_as_the_gradient_path_without_per_task_gradients(method, rep_grad, two_cpu_strategy,
+                                                                              monkeypatch):
+    """7 steps, new weights every 3: the trainer runs steps 1-2 and 4-5 as one
+    backward pass of the weighted loss sum, and ends as the gradient path
+    reusing the weights inside `aggregate` (each step on its own) does, on one
+    and two replicas. Its gradient diagnostics are the means over the 3 steps
+    that computed per-task gradients."""
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+        trainer, model = _trainer(strategy, method, rep_grad)
+        logs = trainer.train(tf.constant(STEPS))
+        got = [v.numpy() for v in model.trainable_variables]
+        assert int(trainer.global_step.numpy()) == STEPS
+        reuse_keys = sorted(key[-1] for key in trainer._train_loop_fns)  # pylint: disable=protected-access
+        assert reuse_keys == [False, True]
+
+        with monkeypatch.context() as patch:  # Every step through per-task gradients.
+            patch.setattr(weighting_base.Weighting, "calls_reusing_weights", lambda self, tasks=None: 0)
+            reference, reference_model = _trainer(strategy, method, rep_grad)
+            per_step = [reference.train(tf.constant(1)) for _ in range(STEPS)]
+        for a, b in zip(got, reference_model.trainable_variables):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+        computed = [per_step[i]["foo"] for i in range(0, STEPS, EVERY)]
+        assert float(logs["foo"]["grad_norm"]) == pytest.approx(np.mean([float(c["grad_norm"]) for c in computed]),
+                                                                rel=1e-5)
+        assert float(logs["foo"]["grad_cosine_bar"]) == pytest.approx(
+            np.mean([float(c["grad_cosine_bar"]) for c in computed]), rel=1e-5, abs=1e-6)
+        assert float(logs["foo"]["weight"]) == pytest.approx(np.mean([float(s["foo"]["weight"]) for s in per_step]),
+                                                             rel=1e-5)
+
+
+def test_a_resumed_run_recomputes_where_the_uninterrupted_one_does(tmp_path):
+    """Restored after 4 steps (mid-way between recomputations), 3 more steps
+    end as 7 uninterrupted ones: `calls` and `last_tasks` are checkpointed."""
+    whole, whole_model = _trainer(tf.distribute.get_strategy(), "mgda", False)
+    whole.train(tf.constant(STEPS))
+    first, _ = _trainer(tf.distribute.get_strategy(), "mgda", False)
+    first.train(tf.constant(4))
+    path = first.checkpoint.save(str(tmp_path / "ckpt"))
+    resumed, resumed_model = _trainer(tf.distribute.get_strategy(), "mgda", False)
+    resumed.checkpoint.restore(path).assert_consumed()
+    resumed.train(tf.constant(STEPS - 4))
+    for a, b in zip(whole_model.trainable_variables, resumed_model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
