@@ -297,6 +297,33 @@ class EncoderHeadsModel(MultiTaskBaseModel):
             )
 
 
+def encodes_once(model) -> bool:
+    """Whether `model` is a `MultiTaskBaseModel` with the split `encode(features, training)` /
+    `task_outputs(task_name, representation, training)`.
+
+    On one dataset shared by every task, the joint trainer then runs `encode`
+    once per step for all tasks (the single pass), and `rep_grad` can
+    balance gradients with respect to its output. `EncoderHeadsModel` has
+    the split; any other sub-class may define the two methods.
+    """
+    return isinstance(model, MultiTaskBaseModel) and all(
+        callable(getattr(model, method, None)) for method in ("encode", "task_outputs"))
+
+
+@tf.autograph.experimental.do_not_convert
+def single_pass_layer_losses(model, task_name: str) -> List[tf.Tensor]:
+    """Task `task_name`'s layer losses after `encode` and `task_outputs(task_name)`.
+
+    The model's own `task_layer_losses(task_name)` where it has one, else the
+    losses its sub-model's layers hold from those calls (a Keras layer keeps
+    the losses of its last call), the same as a call of the sub-model adds
+    when it is built from the same layers.
+    """
+    if callable(getattr(model, "task_layer_losses", None)):
+        return list(model.task_layer_losses(task_name))
+    return list(task_model(model, task_name).losses)
+
+
 @tf.autograph.experimental.do_not_convert
 def task_model(model, task_name: str) -> keras.Model:
     """Returns the model that serves `task_name`.
