@@ -1,6 +1,7 @@
 """Tests of CAGrad (multitask/weighting/cagrad.py)."""
 import numpy as np
 import pytest
+from scipy import optimize
 import tensorflow as tf
 
 from multitask import weighting
@@ -95,3 +96,34 @@ def test_xla_matches_eager():
     compiled = tf.function(compiled_method.aggregate, jit_compile=True)(losses, grads)
     for expected, actual in zip(eager, compiled):
         np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def _slsqp_update(grads, c, divisor):
+    """CAGrad with its inner problem solved as LibMTL solves it: scipy's SLSQP from the uniform weights."""
+    gram = grads @ grads.T
+    size = len(grads)
+    uniform = np.full(size, 1 / size)
+    radius = c * np.sqrt(uniform @ gram @ uniform)
+
+    def objective(w):
+        return w @ gram @ uniform + radius * np.sqrt(w @ gram @ w + 1e-8)
+
+    inner = optimize.minimize(objective, uniform, bounds=[(0, 1)] * size, method="SLSQP", options={"ftol": 1e-12},
+                              constraints={"type": "eq", "fun": lambda w: 1 - w.sum()}).x
+    combined = inner @ grads
+    mean = grads.mean(axis=0)
+    return (mean + radius / (np.linalg.norm(combined) + 1e-8) * combined) / divisor
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_matches_libmtl_s_slsqp_solution_on_conflicting_gradients(size):
+    """The pairwise Frank-Wolfe solver gives LibMTL's update (SLSQP) on 20
+    random problems per task count, half of them with a strong conflict."""
+    rng = np.random.default_rng(size)
+    for case in range(20):
+        grads = rng.normal(size=(size, 9)) * rng.uniform(0.1, 10.0, size=(size, 1))
+        if case % 2:
+            grads[1] = -rng.uniform(0.5, 2.0) * grads[0] + 0.1 * grads[1]
+        combined, _ = _aggregate(weighting.get_weighting("cagrad", size, c=0.5, rescale=1), grads)
+        expected = _slsqp_update(grads, 0.5, 1 + 0.5**2)
+        np.testing.assert_allclose(combined, expected, atol=2e-3 * np.linalg.norm(expected), err_msg=str(case))

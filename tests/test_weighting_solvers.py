@@ -45,28 +45,6 @@ def _assert_on_simplex(weights, atol=1e-6):
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=atol)
 
 
-def test_project_to_simplex_known_points():
-    np.testing.assert_allclose(solvers.project_to_simplex([0.2, 0.3, 0.5]), [0.2, 0.3, 0.5], atol=1e-7)
-    np.testing.assert_allclose(solvers.project_to_simplex([2.0, 0.0]), [1.0, 0.0], atol=1e-7)
-    np.testing.assert_allclose(solvers.project_to_simplex([1.0, 1.0, 1.0]), [1 / 3] * 3, atol=1e-7)
-    np.testing.assert_allclose(solvers.project_to_simplex([0.5, -3.0, 1.5]), [0.0, 0.0, 1.0], atol=1e-7)
-    np.testing.assert_allclose(solvers.project_to_simplex([0.6, 0.6, -1.0]), [0.5, 0.5, 0.0], atol=1e-7)
-
-
-def test_project_to_simplex_is_the_nearest_point_batched():
-    rng = np.random.default_rng(0)
-    values = rng.normal(size=(20, 5)) * 2.0
-    projected = solvers.project_to_simplex(values).numpy()
-    _assert_on_simplex(projected)
-    # Optimality: projected = max(values - theta, 0) with one theta per row,
-    # i.e. values - projected is constant where projected > 0 and >= ...
-    for row, point in zip(values, projected):
-        support = point > 0
-        theta = (row - point)[support]
-        np.testing.assert_allclose(theta, theta[0], atol=1e-5)
-        assert (row[~support] <= theta[0] + 1e-5).all()
-
-
 def test_min_norm_two_closed_form():
     gamma, cost = solvers.min_norm_two(1.0, 0.0, 1.0)  # Orthogonal unit vectors.
     assert gamma.numpy() == pytest.approx(0.5)
@@ -108,21 +86,6 @@ def test_min_norm_weights_edge_cases():
     grads = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], np.float32)
     weights = solvers.min_norm_weights(tf.constant(grads @ grads.T)).numpy()
     np.testing.assert_allclose(weights @ grads, [0.0, 0.0], atol=1e-6)
-
-
-def test_minimize_on_simplex_quadratic():
-    target = tf.constant([0.2, 0.5, 0.3])
-
-    def objective(weights):
-        return tf.reduce_sum((weights - target) ** 2), 2.0 * (weights - target)
-
-    np.testing.assert_allclose(solvers.minimize_on_simplex(objective, tf.fill([3], 1 / 3)), target, atol=1e-5)
-    outside = tf.constant([1.0, 1.0, -1.0])
-
-    def far(weights):
-        return tf.reduce_sum((weights - outside) ** 2), 2.0 * (weights - outside)
-
-    np.testing.assert_allclose(solvers.minimize_on_simplex(far, tf.fill([3], 1 / 3)), [0.5, 0.5, 0.0], atol=1e-5)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
@@ -179,7 +142,8 @@ def test_solvers_under_xla_match_eager():
         return (
             solvers.min_norm_weights(gram),
             solvers.alpha_fair_weights(gram, 1.0),
-            solvers.project_to_simplex(gram[0]),
+            solvers.cagrad_weights(gram / tf.reduce_max(gram), tf.reduce_mean(gram, axis=1) / tf.reduce_max(gram),
+                                   tf.constant(0.3)),
             stateless_random.stateless_uniform([7], 3, counter),
             stateless_random.random_permutations(4, 4, 3, counter),
         )

@@ -22,9 +22,9 @@ class CAGrad(base.Weighting):
         w = argmin_{w in simplex} <g_w, g0> + c ||g0|| sqrt(||g_w||^2 + 1e-8),
         g_w = sum_i w_i g_i,
 
-    solved from the Gram matrix with `solvers.minimize_on_simplex` (projected
-    gradient descent with backtracking, at most 200 steps, from the uniform
-    weights as LibMTL starts). The update is
+    solved from the Gram matrix with `solvers.cagrad_weights` (pairwise
+    Frank-Wolfe with an exact line search from the uniform weights, as LibMTL
+    starts; exact in one step for two tasks). The update is
 
         d = (g0 + c ||g0|| / (||g_w|| + 1e-8) g_w) / r,
 
@@ -91,16 +91,7 @@ class CAGrad(base.Weighting):
         toward_mean = tf.linalg.matvec(scaled, uniform)  # <g_i, g0>, scaled.
         radius = self.c * tf.sqrt(tf.maximum(tf.reduce_mean(scaled), 0.0))
 
-        def objective(weights):
-            products = tf.linalg.matvec(scaled, weights)
-            norm = tf.sqrt(tf.maximum(tf.reduce_sum(weights * products), 0.0) + 1e-8)
-            value = tf.reduce_sum(weights * toward_mean) + radius * norm
-            return value, toward_mean + radius * products / norm
-
-        if self.c > 0.0:
-            inner = solvers.minimize_on_simplex(objective, uniform)
-        else:
-            inner = uniform
+        inner = solvers.cagrad_weights(scaled, toward_mean, radius) if self.c > 0.0 else uniform
         combined_norm = tf.sqrt(tf.maximum(tf.reduce_sum(inner * tf.linalg.matvec(gram, inner)), 0.0))
         multiplier = self.c * mean_norm / (combined_norm + 1e-8)
         weights = (uniform + multiplier * inner) / self._divisor()

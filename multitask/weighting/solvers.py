@@ -5,16 +5,16 @@ gradients (or on a `[T]` vector) rather than on the `[T, D]` gradients, and
 runs eagerly, inside `tf.function` and under XLA (`jit_compile=True`): shapes
 are static and loops have a fixed maximum number of iterations.
 
-- `project_to_simplex`: Euclidean projection onto the probability simplex.
 - `min_norm_two`, `min_norm_weights`: the min-norm point of the convex hull of
   the task gradients (MGDA's problem), exactly for two tasks and by pairwise
   Frank-Wolfe for more.
-- `minimize_on_simplex`: projected gradient descent with a backtracking line
-  search for a smooth convex objective on the simplex (CAGrad's inner problem).
+- `cagrad_weights`: CAGrad's inner problem on the simplex, by pairwise
+  Frank-Wolfe with exact line searches and a closed-form step to the
+  optimum of the current support.
 - `alpha_fair_weights`: the positive solution of `G w = w^(-1/alpha)` (FairGrad;
   with `alpha = 1` it is Nash-MTL's bargaining equation `G w = 1 / w`).
 """
-from typing import Callable, Tuple, Union
+from typing import Tuple, Union
 
 import tensorflow as tf
 
@@ -35,31 +35,6 @@ def _scaled_gram(gram: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     gram = 0.5 * (gram + tf.linalg.matrix_transpose(gram))
     scale = tf.maximum(tf.reduce_max(tf.linalg.diag_part(gram)), 0.0)
     return tf.math.divide_no_nan(gram, scale), scale
-
-
-def project_to_simplex(values: tf.Tensor) -> tf.Tensor:
-    """Euclidean projection of the last axis onto the probability simplex.
-
-    Solves `argmin_w ||w - values||^2` subject to `w >= 0, sum(w) = 1` exactly
-    with the sort-based algorithm of Duchi et al. (2008).
-
-    Args:
-      values: float `[..., T]` with a static `T`.
-
-    Returns:
-      float32 `[..., T]`: non-negative, each row summing to 1.
-    """
-    values = tf.convert_to_tensor(values, tf.float32)
-    size = _static_size(values, "project_to_simplex")
-    ordered = tf.sort(values, axis=-1, direction="DESCENDING")
-    cumulative = tf.cumsum(ordered, axis=-1) - 1.0
-    ranks = tf.range(1, size + 1, dtype=tf.float32)
-    positive = ordered - cumulative / ranks > 0.0
-    # The number of positive entries of the projection (at least 1: the first
-    # entry always passes the test).
-    count = tf.reduce_sum(tf.cast(positive, tf.int32), axis=-1, keepdims=True)
-    threshold = tf.gather(cumulative, count - 1, batch_dims=len(values.shape) - 1) / tf.cast(count, tf.float32)
-    return tf.maximum(values - threshold, 0.0)
 
 
 def min_norm_two(g11: tf.Tensor, g12: tf.Tensor, g22: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -149,69 +124,107 @@ def min_norm_weights(gram: tf.Tensor, max_iters: int = 1000, tolerance: float = 
     return weights / tf.reduce_sum(weights)
 
 
-def minimize_on_simplex(
-    objective: Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]],
-    initial: tf.Tensor,
-    max_iters: int = 200,
-    tolerance: float = 1e-7,
-    initial_step: float = 1.0,
-    max_backtracks: int = 40,
-) -> tf.Tensor:
-    """Minimises a smooth convex function on the probability simplex.
+def cagrad_weights(gram: tf.Tensor, toward_mean: tf.Tensor, radius: tf.Tensor, max_iters: int = 1000,
+                   tolerance: float = 1e-6, epsilon: float = 1e-8) -> tf.Tensor:
+    """Minimises CAGrad's dual `f(w) = <w, b> + r sqrt(w^T G w + eps)` on the simplex.
 
-    Projected gradient descent with a backtracking line search (Beck &
-    Teboulle's sufficient-decrease test): each iteration tries the last step
-    size doubled and halves it until
-    `f(w+) <= f(w) + <grad, w+ - w> + ||w+ - w||^2 / (2 * step)`, where
-    `w+ = project_to_simplex(w - step * grad)`. It stops after `max_iters`
-    iterations or once no coordinate moves by more than `tolerance`.
+    Pairwise Frank-Wolfe (as `min_norm_weights`): weight moves from the
+    support task with the largest partial derivative to the task with the
+    smallest, by the exact minimiser of `f` along that direction, which has a
+    closed form: on the line, `w^T G w + eps = (y^2 + D) / A` with
+    `y = A t + B` (`A`, `B`, `D` below), so `f' = 0` is a quadratic
+    equation in `y`. Two tasks are solved exactly by the first step. For
+    more, pairwise steps alone zig-zag where gradients nearly cancel, so after
+    each one the stationary point of `f` on the support's affine hull (closed
+    form, from one `[T, T]` solve) replaces the iterate where it is feasible
+    and lower; the loop stops once that point satisfies the KKT conditions,
+    once the partial derivatives of the support differ by at most
+    `tolerance`, or after `max_iters` steps.
 
     Args:
-      objective: Maps float32 `[T]` weights to `(value, gradient [T])`; traced
-        inside a `tf.while_loop`, so TensorFlow ops only.
-      initial: float `[T]`, projected onto the simplex before the first step.
-      max_iters: The maximum number of gradient steps.
-      tolerance: The stopping threshold on the largest weight change.
-      initial_step: The first step size tried.
-      max_backtracks: The maximum number of halvings of one step.
+      gram: float `[T, T]` Gram matrix `G` (CAGrad scales it first), static `T`.
+      toward_mean: float `[T]`, `b`.
+      radius: float scalar, `r >= 0`.
+      max_iters: The maximum number of steps.
+      tolerance: The stopping gap between partial derivatives.
+      epsilon: `eps`, keeping the square root differentiable at 0.
 
     Returns:
       float32 `[T]` weights on the simplex.
     """
-    weights = project_to_simplex(initial)
-    value, gradient = objective(weights)
+    gram = tf.convert_to_tensor(gram, tf.float32)
+    size = _static_size(gram, "cagrad_weights")
+    toward_mean = tf.convert_to_tensor(toward_mean, tf.float32)
+    radius = tf.convert_to_tensor(radius, tf.float32)
+    diagonal = tf.linalg.diag_part(gram)
 
-    def line_search(weights, value, gradient, step):
-        def candidate(step):
-            proposal = project_to_simplex(weights - step * gradient)
-            new_value, new_gradient = objective(proposal)
-            change = proposal - weights
-            bound = value + tf.reduce_sum(gradient * change) + tf.reduce_sum(change * change) / (2.0 * step)
-            return proposal, new_value, new_gradient, new_value <= bound + 1e-7 * tf.abs(value)
+    def derivatives(weights):
+        products = tf.linalg.matvec(gram, weights)
+        squared = tf.maximum(tf.reduce_sum(weights * products), 0.0) + epsilon
+        partial = toward_mean + radius * products * tf.math.rsqrt(squared)
+        toward = tf.argmin(partial, output_type=tf.int32)
+        away = tf.argmax(tf.where(weights > 0.0, partial, -float("inf")), output_type=tf.int32)
+        return products, partial, partial[away] - partial[toward], toward, away
 
-        def keep_halving(halvings, step, proposal, new_value, new_gradient, accepted):
-            return tf.logical_and(halvings < max_backtracks, tf.logical_not(accepted))
+    def value(weights):
+        squared = tf.maximum(tf.reduce_sum(weights * tf.linalg.matvec(gram, weights)), 0.0) + epsilon
+        return tf.reduce_sum(weights * toward_mean) + radius * tf.sqrt(squared)
 
-        def halve(halvings, step, proposal, new_value, new_gradient, accepted):
-            step = 0.5 * step
-            return (halvings + 1, step) + candidate(step)
+    def face_optimum(weights):
+        # The stationary point of f (without eps) on the affine hull of the support S:
+        # w = (lambda p - q) / (lambda a - beta) with p = G_S^-1 1, q = G_S^-1 b, a = 1.p,
+        # beta = 1.q, gamma = b.q and (lambda a - beta)^2 = a r^2 - (a gamma - beta^2).
+        support = tf.cast(weights > 0.0, tf.float32)
+        system = gram * support[:, None] * support[None, :] + tf.linalg.diag(1.0 - support)
+        solved = tf.linalg.solve(system, tf.stack([support, toward_mean * support], axis=1))
+        p, q = solved[:, 0], solved[:, 1]
+        a, beta, gamma = tf.reduce_sum(p), tf.reduce_sum(q), tf.reduce_sum(toward_mean * q)
+        root = tf.sqrt(tf.maximum(a * radius * radius - (a * gamma - beta * beta), 0.0))
+        lam = (beta + root) / a
+        return (lam * p - q) / root
 
-        _, step, proposal, new_value, new_gradient, _ = tf.while_loop(
-            keep_halving, halve, (tf.constant(0), step) + candidate(step), maximum_iterations=max_backtracks
-        )
-        return step, proposal, new_value, new_gradient
+    def condition(step, weights, solved):
+        return tf.logical_and(tf.logical_and(step < max_iters, tf.logical_not(solved)),
+                              derivatives(weights)[2] > tolerance)
 
-    def condition(iteration, weights, value, gradient, step, change):
-        return tf.logical_and(iteration < max_iters, change > tolerance)
+    def body(step, weights, solved):
+        weights = frank_wolfe_step(weights)
+        # Once the support is right, its stationary point is the solution: take it where it is
+        # feasible and lower (a wrong support, or a singular G_S, gives neither). It is the
+        # solution when no task off the support has a smaller partial derivative (KKT); the
+        # gap on the support is then rounding, which float32 may keep above `tolerance`.
+        polished = face_optimum(weights)
+        better = tf.logical_and(tf.reduce_all(tf.math.is_finite(polished)), tf.reduce_all(polished >= 0.0))
+        better = tf.logical_and(better, value(tf.where(better, polished, weights)) <= value(weights))
+        weights = tf.where(better, polished, weights)
+        partial = derivatives(weights)[1]
+        on_support = weights > 0.0
+        lowest_on = tf.reduce_min(tf.where(on_support, partial, float("inf")))
+        lowest_off = tf.reduce_min(tf.where(on_support, float("inf"), partial))
+        return step + 1, weights, tf.logical_and(better, lowest_off >= lowest_on - tolerance)
 
-    def body(iteration, weights, value, gradient, step, change):
-        step, proposal, new_value, new_gradient = line_search(weights, value, gradient, 2.0 * step)
-        change = tf.reduce_max(tf.abs(proposal - weights))
-        return iteration + 1, proposal, new_value, new_gradient, step, change
+    def frank_wolfe_step(weights):
+        products, _, _, toward, away = derivatives(weights)
+        squared = tf.maximum(tf.reduce_sum(weights * products), 0.0) + epsilon
+        # Along w + t (e_toward - e_away), 0 <= t <= w_away: w^T G w + eps = A t^2 + 2 B t + C.
+        a = tf.maximum(diagonal[toward] + diagonal[away] - 2.0 * gram[toward, away], 0.0)
+        b = products[toward] - products[away]
+        slope = toward_mean[toward] - toward_mean[away]
+        curvature_room = a * radius * radius - slope * slope
+        d = tf.maximum(a * squared - b * b, 0.0)
+        # f' = slope + r y / sqrt((y^2 + D) / A) = 0 has a root only where A r^2 > slope^2;
+        # otherwise f decreases along the whole segment.
+        y = -tf.sign(slope) * tf.sqrt(tf.math.divide_no_nan(slope * slope * d, curvature_room))
+        available = weights[away]
+        length = tf.where(curvature_room > 0.0, tf.math.divide_no_nan(y - b, a), available)
+        length = tf.clip_by_value(length, 0.0, available)
+        weights = weights + length * (tf.one_hot(toward, size) - tf.one_hot(away, size))
+        return tf.maximum(weights, 0.0)
 
-    state = (tf.constant(0), weights, value, gradient, tf.constant(initial_step / 2.0), tf.constant(float("inf")))
-    _, weights, _, _, _, _ = tf.while_loop(condition, body, state, maximum_iterations=max_iters)
-    return weights
+    weights = tf.fill([size], 1.0 / size)
+    _, weights, _ = tf.while_loop(condition, body, (tf.constant(0), weights, tf.constant(False)),
+                                  maximum_iterations=max_iters)
+    return weights / tf.reduce_sum(weights)
 
 
 def alpha_fair_weights(
