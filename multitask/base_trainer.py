@@ -291,12 +291,14 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             self._task_step_counters[name].assign_add(1)
 
     def _replica_step(self, inputs, step, active):
+        task_inputs = self._inputs.task_inputs(inputs, active)
         logs = joint_step.train_step(
-            self._multi_task, self._balancer, self._inputs.task_inputs(inputs, active), self._multi_task_model,
+            self._multi_task, self._balancer, task_inputs, self._multi_task_model,
             self._optimizer, self._logs.metrics, step, shared_features=self._inputs.shared_features(inputs),
             rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers,
             reuse_weights=self._reuse_weights)
-        self._logs.record_joint_step(active, logs, self._nonfinite.update_mean)
+        # The labels weigh each task's loss in its "training_loss" mean (`train_logs`).
+        self._logs.record_joint_step(active, logs, self._nonfinite.update_mean, task_inputs)
         return self._nonfinite.step_flags([logs.get(name, 0.0) for name in self._multi_task.tasks])
 
     def train_loop_end(self) -> Dict[str, Any]:

@@ -4,6 +4,15 @@ Sub-models that Keras has not built yet (plain subclassed models without
 `inputs`) are built when the evaluator is created, from the spec of their
 validation data (`multitask.model_inputs`), so that an evaluation-only job can
 restore a checkpoint into them.
+
+"validation_loss" is the mean loss over the examples of the whole evaluation,
+not the mean of the batches' losses: each replica adds its batch's loss with
+the weight `Task.loss_count(labels)` (its batch size by default; for a
+`HeadTask`, the labelled entries, see `modeling.partial_labels`), and the
+running mean's sums are added over replicas when it is read. So a smaller
+last batch, or a batch with few labels, counts for its examples, and one and
+several replicas give the same number. Equal, fully labelled batches give
+the mean of the batches' losses, as before.
 """
 import itertools
 from typing import Any, Dict, Iterable, Mapping, Optional, Union
@@ -110,7 +119,10 @@ class MultiTaskEvaluator(orbit.AbstractEvaluator):
 
         def step_fn(inputs):
             logs = task.validation_step(inputs, model=model, metrics=metrics)
-            loss_metric.update_state(logs[task.loss])
+            loss = tf.cast(logs[task.loss], tf.float32)
+            count = tf.cast(task.loss_count(base_task.split_inputs(inputs)[1]), tf.float32)
+            # A replica that counts no example (an empty part of the last batch) is left out, NaN loss included.
+            loss_metric.update_state(tf.where(count > 0, loss, tf.zeros_like(loss)), sample_weight=count)
             return logs
 
         @tf.function(reduce_retracing=True)

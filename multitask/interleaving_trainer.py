@@ -149,14 +149,16 @@ class MultiTaskInterleavingTrainer(base_trainer.MultiTaskBaseTrainer):
         model = base_model.task_model(self._multi_task_model, name)
 
         def step_fn(inputs):
+            task_inputs = self._inputs.task_inputs(inputs, [name])[name]
             logs = task.train_step(
-                self._inputs.task_inputs(inputs, [name])[name],
+                task_inputs,
                 model=model,
                 optimizer=self.task_optimizer(name),
                 metrics=self._logs.metrics[name],
             )
             loss = logs[task.loss]
-            self._nonfinite.update_mean(self._logs.losses[name], loss)
+            # Weighted by the batch's `loss_count` (`training.train_logs`).
+            self._logs.record_task_step(name, loss, task_inputs, self._nonfinite.update_mean)
             return self._nonfinite.step_flags([loss if n == name else 0.0 for n in self._multi_task.tasks])
 
         guard = self._task_guards[name]

@@ -10,6 +10,10 @@ and every step of the library (`train_step`, `validation_step`, the joint
 multi-task step) goes through it. `build_losses` therefore receives
 `aux_losses=None` from the library and should return the data loss only; a
 Model Garden task that adds `aux_losses` itself stays correct, as it gets none.
+
+The logged `validation_loss` and `training_loss` are means over examples, not
+over steps: the evaluator and the trainers add each step's loss to their
+running mean with the weight `Task.loss_count(labels)` (see there).
 """
 import abc
 from typing import Any, Dict, Optional
@@ -40,6 +44,25 @@ def split_inputs(inputs):
     if isinstance(inputs, tuple) and len(inputs) == 2:
         return inputs
     return inputs, inputs
+
+
+@tf.autograph.experimental.do_not_convert
+def batch_size(structure) -> Optional[tf.Tensor]:
+    """The leading dimension of the first tensor of `structure` with one, as float32; None if none has.
+
+    Dense, ragged and sparse tensors (and arrays) count; scalars are skipped.
+    """
+    for x in tf.nest.flatten(structure):
+        if isinstance(x, tf.RaggedTensor):
+            return tf.cast(x.nrows(), tf.float32)
+        if isinstance(x, tf.SparseTensor):
+            return tf.cast(x.dense_shape[0], tf.float32)
+        if x is None or isinstance(x, (str, bytes)) or not hasattr(x, "shape"):
+            continue
+        x = tf.convert_to_tensor(x)
+        if x.shape.rank is not None and x.shape.rank >= 1:
+            return tf.cast(tf.shape(x)[0], tf.float32)
+    return None
 
 
 @tf.autograph.experimental.do_not_convert
@@ -167,6 +190,38 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
         loss = tf.cast(self.build_losses(labels=labels, model_outputs=model_outputs), tf.float32)
         extra = layer_loss(model)
         return loss if extra is None else loss + extra
+
+    def loss_count(self, labels) -> tf.Tensor:
+        """The weight of this replica's loss (`total_loss`) in the logged loss means, as float32.
+
+        The evaluator's `validation_loss` and the trainers' `training_loss`
+        are running means that add each step's loss on each replica with this
+        weight: `sum(count * loss) / sum(count)` over the replicas and steps of
+        an evaluation (or a training loop). Where `count * loss` is the
+        replica's summed loss over its examples and the counts add up over
+        replicas to the batch's examples, that is the mean loss over every
+        example of the evaluation, on any number of replicas. Layer losses
+        (one number per step) enter with their step's weight.
+
+        The base class returns the local batch size (the leading dimension of
+        the first label tensor that has one; 1.0 if none has), which fits a
+        loss that is the mean over this replica's examples (the default of
+        Keras losses). Equal batches then give the mean of the steps' losses,
+        as a plain mean would; a smaller last batch, or a batch split
+        unevenly over replicas, counts for its examples. A task whose loss is
+        normalised otherwise overrides this: a `HeadTask`'s loss, the mean
+        over the labelled entries of the global batch
+        (`partial_labels.masked_mean`), has `global labelled count /
+        num_replicas` (`partial_labels.loss_count`).
+
+        Args:
+          labels: The label structure of this replica's batch.
+
+        Returns:
+          A float32 scalar >= 0; a step whose count is 0 is left out.
+        """
+        count = batch_size(labels)
+        return tf.constant(1.0, tf.float32) if count is None else count
 
     def build_metrics(self, training: bool = True):
         """Returns the list of Keras metrics this task streams."""

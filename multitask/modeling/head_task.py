@@ -197,6 +197,14 @@ class HeadTask(base_task.Task):
         loss = self._head.loss(labels, model_outputs)
         return loss + super().build_losses(labels, model_outputs, aux_losses) if aux_losses else loss
 
+    def loss_count(self, labels) -> tf.Tensor:
+        """The head's `loss_count`: the labelled entries of the global batch over `num_replicas`.
+
+        So the logged losses are the mean over every labelled entry of an
+        evaluation or a loop (see `partial_labels`).
+        """
+        return self._head.loss_count(labels)
+
     def build_metrics(self, training: bool = True):
         """The head's metrics."""
         del training

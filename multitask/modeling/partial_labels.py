@@ -15,6 +15,20 @@ divided by `num_replicas`, that is `global_sum / global_count`, the loss one
 device would compute on the whole batch, and its mean over replicas (what the
 trainers log) is the same number. The global count costs one scalar all-reduce
 per task and step. A batch without any labelled entry gives 0, not NaN.
+
+The logged losses (the evaluator's `validation_loss`, the trainers'
+`training_loss`) are exact over a whole evaluation or loop, not means of
+per-step means: each replica adds its loss to a running mean with the weight
+`loss_count(mask)` = `global_count / num_replicas` (`Task.loss_count`). The
+weight times the loss is then the replica's `local_sum`, and the running
+mean, whose sums Keras adds over replicas when it is read, is
+`sum(local_sums) / sum(global_counts)` over all steps. For example, two
+replicas and two batches: 1 and 3 labelled entries (losses 4 | 1, 2, 3),
+then 0 and 2 (losses - | 5, 7). `masked_mean` gives 2*4/4 = 2 and 2*6/4 = 3,
+then 0 and 2*12/2 = 12; with the weights 4/2 = 2 and 2/2 = 1 the mean is
+(2*2 + 3*2 + 0*1 + 12*1) / (2 + 2 + 1 + 1) = 22/6, the mean of the six
+labelled losses (the mean of the batches' means is (10/4 + 12/2) / 2 = 4.25).
+The weight costs a second scalar all-reduce per task and step.
 """
 import tensorflow as tf
 
@@ -50,3 +64,16 @@ def masked_mean(values, mask) -> tf.Tensor:
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync if context is not None else 1
     return tf.math.divide_no_nan(total * float(replicas), global_count(mask))
+
+
+def loss_count(mask) -> tf.Tensor:
+    """The weight of this replica's `masked_mean(values, mask)` in a mean over steps: `global_count / num_replicas`.
+
+    `masked_mean` returns `num_replicas * local_sum / global_count` on each
+    replica, so this weight times it is the replica's `local_sum`, and the
+    weights add up to `global_count` over the replicas (see the module
+    docstring). One replica: the labelled count. A float32 scalar.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    return global_count(mask) / float(replicas)

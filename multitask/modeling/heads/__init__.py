@@ -14,6 +14,10 @@ The contract (`base.Head`), which a plugin head registered with
 - `loss(labels, outputs)`: the scalar loss; the mean over the labelled entries
   of the global batch (`partial_labels.masked_mean`). A batch without labels
   gives 0.
+- `loss_count(labels)`: the weight of this replica's `loss` in the logged loss
+  means, `global labelled count / num_replicas` (`partial_labels.loss_count`),
+  so that they are means over every labelled entry of an evaluation or loop.
+  Inherited; a head whose `loss` is not `masked_mean` overrides it.
 - `build_metrics()`: fresh Keras metrics; `update_metrics(metrics, labels,
   outputs)` updates them with unlabelled entries weighted 0.
 

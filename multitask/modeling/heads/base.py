@@ -81,6 +81,14 @@ class Head(tracking.CheckpointableLayer):
         """Mean of `per_example_loss` over the global batch's labelled entries (0 if none)."""
         return partial_labels.masked_mean(self.per_example_loss(labels, outputs), self.label_mask(labels))
 
+    def loss_count(self, labels) -> tf.Tensor:
+        """The weight of this replica's `loss` in the logged loss means (`partial_labels.loss_count`).
+
+        `global labelled count / num_replicas`; a head whose `loss` is not
+        `masked_mean` over `label_mask` overrides it.
+        """
+        return partial_labels.loss_count(self.label_mask(labels))
+
     def build_metrics(self) -> List[keras.metrics.Metric]:
         """Fresh metric objects for this head."""
         raise NotImplementedError
