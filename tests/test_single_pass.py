@@ -67,7 +67,7 @@ def test_a_model_with_encode_and_task_outputs_encodes_once_and_trains_as_per_tas
     """One encoder call per traced step for two tasks, the heads' regularisation
     losses included (from the sub-models' layers), and the same variables as
     running each task's sub-model on its own."""
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         split = _train(SplitModel)
     assert split.encoder.traced_calls == 1
     assert PER_TASK not in caplog.text
@@ -82,7 +82,7 @@ def test_a_model_with_encode_and_task_outputs_encodes_once_and_trains_as_per_tas
     (SplitModel, False, "each task reads its own train data; one shared dataset for all tasks"),
 ])
 def test_the_trainer_says_why_the_single_pass_is_off(model_cls, shared, why, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         _train(model_cls, shared=shared, steps=1)
     lines = [record.getMessage() for record in caplog.records if PER_TASK in record.getMessage()]
     assert len(lines) == 1 and why in lines[0], lines
