@@ -119,7 +119,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         if train_datasets is None:
             train_datasets = {name: functools.partial(task.build_inputs, task.task_config.train_data)
                               for name, task in multi_task.tasks.items()}
-        self._inputs = input_distribution.TrainInputs(train_datasets, names)
+        self._inputs = input_distribution.TrainInputs(
+            train_datasets, names, {name: task.label_key for name, task in multi_task.tasks.items()})
         # Every variable must exist before the optimizer is built on them all.
         base_model.ensure_built(multi_task_model, names, self._inputs.features_spec)
         joint_step.check_weighting(weighting, rep_grad, len(names), multi_task_model, self._inputs.shared)

@@ -94,9 +94,10 @@ def check_data(multi_task, model, splits: Iterable[str] = ("train",), shared_tra
                 what = f"task {name!r}, {split} data"
                 if split == "train" and shared_train_data is not None:
                     features, labels = base_task.split_inputs(shared)
-                    if not isinstance(labels, dict) or name not in labels:
-                        raise DataError(f"task.shared_train_data: labels must be a dict with a key per task; no {name!r}.")
-                    batch = (features, labels[name])
+                    if not isinstance(labels, dict) or task.label_key not in labels:
+                        raise DataError(f"task.shared_train_data: labels must be a dict with a key per task; "
+                                        f"no {task.label_key!r} (task {name!r}).")
+                    batch = (features, labels[task.label_key])
                 else:
                     config = getattr(task.task_config, f"{split}_data", None)
                     if config is None:

@@ -4,7 +4,8 @@
 "size": floats})`: "kind" is -1 where `i % 8 in (0, 1, 2)` and "size" is NaN
 where `i % 8 == 7`, so the two halves of a batch of 8 split over two replicas
 hold different numbers of labels. `labelled_only` keeps only the examples
-labelled for `labelled_only`'s task. The encoder "head_toy_dense" (one tanh
+labelled for `labelled_only`'s task. The tasks "kind_contrastive" and
+"kind_ranking" read the "kind" ids with embedding heads. The encoder "head_toy_dense" (one tanh
 Dense over 3 features) is registered for `HeadTaskConfig.encoder`.
 """
 import dataclasses
@@ -72,14 +73,18 @@ def dense_encoder(units: int = 4):
 HEADS = {
     "kind": dict(type="classification", num_classes=3),
     "size": dict(type="regression"),
+    # The embedding heads read the "kind" ids: same kind = positive pair.
+    "kind_contrastive": dict(type="contrastive", embedding_size=3, temperature=0.5),
+    "kind_ranking": dict(type="ranking", embedding_size=3, margin=2.0, mining="all"),
 }
 
 
 def task_config(name: str, batch_size: int = 8, **data) -> head_task.HeadTaskConfig:
-    """The HeadTask of toy task `name` ("kind" or "size")."""
+    """The HeadTask of toy task `name` (a key of HEADS)."""
     return head_task.HeadTaskConfig(
         name=name,
         head=head_task.HeadConfig(**HEADS[name]),
+        label_key="kind" if name.startswith("kind") else "size",
         encoder={"type": "head_toy_dense", "units": 4},
         train_data=PartialDataConfig(global_batch_size=batch_size, repeat=True),
         validation_data=PartialDataConfig(global_batch_size=batch_size, is_training=False, **data),

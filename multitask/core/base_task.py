@@ -105,6 +105,11 @@ class Task(tf.Module, metaclass=abc.ABCMeta):
     def logging_dir(self) -> str:
         return self._logging_dir
 
+    @property
+    def label_key(self) -> str:
+        """This task's entry in the `{key: labels}` of a dataset shared by the tasks: its name."""
+        return self.name
+
     @classmethod
     def create_optimizer(
         cls,

@@ -156,6 +156,7 @@ class HeadTask(base_task.Task):
 
     @property
     def label_key(self) -> str:
+        """`task.label_key`, or the task's name when it is empty."""
         return self.task_config.label_key or self.name
 
     def build_model(self) -> base_model.EncoderHead:

@@ -91,12 +91,14 @@ def distribute(strategy, source, batches_to_skip: int, step: int, what: str):
 class TrainInputs:
     """The train sources of a trainer's tasks and how a step reads them."""
 
-    def __init__(self, sources, task_names: Sequence[str]):
+    def __init__(self, sources, task_names: Sequence[str], label_keys: Optional[Mapping[str, str]] = None):
         """Keeps the sources.
 
         Args:
           sources: `{task: source}`, or one source shared by every task.
           task_names: The tasks, in order.
+          label_keys: `{task: key}` of each task's labels in a shared source's
+            dict of labels (`Task.label_key`); by default the task's name.
 
         Raises:
           KeyError: A task has no source in a `{task: source}` mapping.
@@ -108,6 +110,7 @@ class TrainInputs:
                 raise KeyError(f"train_datasets has no dataset for tasks {missing}.")
         self._sources = sources
         self._names = list(task_names)
+        self._label_keys = {name: (label_keys or {}).get(name, name) for name in self._names}
 
     def features_spec(self, name: str):
         """The spec of task `name`'s train features (builds its sub-model when Keras has not)."""
@@ -150,7 +153,7 @@ class TrainInputs:
         if not self.shared:
             return {name: inputs[name] for name in task_names}
         features, labels = base_task.split_inputs(inputs)
-        return {name: (features, labels[name]) for name in task_names}
+        return {name: (features, labels[self._label_keys[name]]) for name in task_names}
 
     @tf.autograph.experimental.do_not_convert
     def shared_features(self, inputs):

@@ -34,7 +34,8 @@ How a missing label is written (`label_mask`):
 
 Losses are computed in float32, also under a mixed-precision policy. Shared
 parts: `base` (`Head`), `labels` (reading labels and their masks),
-`embedding` (the base of contrastive and ranking).
+`embedding` (the base of contrastive and ranking, which pair each
+replica's examples with the whole global batch).
 
 Importing this package imports every module in it, which registers their
 heads: a new head is a new module here (and its test), nothing else. The

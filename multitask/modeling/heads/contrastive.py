@@ -19,8 +19,10 @@ class ContrastiveHead(embedding.EmbeddingHead):
         loss_i = -mean_{p in P(i)} log(exp(s_ip / t) / sum_{a != i} exp(s_ia / t)),
 
     with s the cosine similarity over labelled examples. Anchors without a
-    positive in the batch are left out. Negatives are the other examples of
-    the replica's batch. Metric: "recall_at_1" (the most similar other
+    positive in the batch are left out. The batch is the global one: under a
+    distribution strategy each replica's anchors meet every example of every
+    replica (`embedding.gather_batch`), so the loss does not change with the
+    number of replicas. Metric: "recall_at_1" (the most similar other
     example is a positive).
     """
 
@@ -36,21 +38,19 @@ class ContrastiveHead(embedding.EmbeddingHead):
     def call(self, inputs, training=None):
         return tf.math.l2_normalize(super().call(inputs, training=training), axis=-1)
 
-    def scores(self, outputs):
-        outputs = labels_lib.float32(outputs)
-        return tf.matmul(outputs, outputs, transpose_b=True)
+    def scores(self, anchors, candidates):
+        return tf.matmul(anchors, candidates, transpose_b=True)
 
-    def label_mask(self, labels):
-        return labels_lib.float32(tf.reduce_any(embedding.pair_masks(labels)[0], axis=1))
+    def anchor_mask(self, positives, negatives):
+        del negatives
+        return labels_lib.float32(tf.reduce_any(positives, axis=1))
 
-    def per_example_loss(self, labels, outputs):
-        positives, negatives = embedding.pair_masks(labels)
+    def anchor_losses(self, positives, negatives, anchors, candidates):
         others = tf.logical_or(positives, negatives)
-        logits = self.scores(outputs) / self.temperature
+        logits = self.scores(anchors, candidates) / self.temperature
         # A large finite value, not -inf: rows without any other example stay finite.
         denominator = tf.reduce_logsumexp(tf.where(others, logits, tf.fill(tf.shape(logits), -1e9)), axis=1)
         log_prob = logits - denominator[:, None]
         positives = labels_lib.float32(positives)
         count = tf.reduce_sum(positives, axis=1)
-        loss = -tf.math.divide_no_nan(tf.reduce_sum(positives * log_prob, axis=1), count)
-        return loss * self.label_mask(labels)
+        return -tf.math.divide_no_nan(tf.reduce_sum(positives * log_prob, axis=1), count)

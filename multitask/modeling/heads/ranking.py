@@ -19,7 +19,9 @@ class RankingHead(embedding.EmbeddingHead):
     - mining "hard" (batch-hard): `max(0, max_p d(a, p) - min_n d(a, n) + margin)`;
     - mining "all": the mean over all (p, n) of `max(0, d(a, p) - d(a, n) + margin)`.
 
-    Anchors need a positive and a negative in the batch. Metric: "recall_at_1"
+    Anchors need a positive and a negative in the batch, the global one under a
+    distribution strategy (`embedding.gather_batch`: each replica's anchors
+    meet every replica's examples). Metric: "recall_at_1"
     (the nearest other example is a positive).
     """
 
@@ -41,32 +43,26 @@ class RankingHead(embedding.EmbeddingHead):
         outputs = super().call(inputs, training=training)
         return tf.math.l2_normalize(outputs, axis=-1) if self.normalize else outputs
 
-    def distances(self, outputs) -> tf.Tensor:
-        """`[b, b]` Euclidean distances (the square root's gradient stays finite at 0)."""
-        outputs = labels_lib.float32(outputs)
-        squared = tf.reduce_sum(tf.square(outputs), axis=1)
-        dot = tf.matmul(outputs, outputs, transpose_b=True)
-        return tf.sqrt(tf.maximum(squared[:, None] - 2.0 * dot + squared[None, :], 1e-12))
+    def distances(self, anchors, candidates) -> tf.Tensor:
+        """`[b, B]` Euclidean distances (the square root's gradient stays finite at 0)."""
+        dot = tf.matmul(anchors, candidates, transpose_b=True)
+        squared = tf.reduce_sum(tf.square(anchors), axis=1)[:, None] + tf.reduce_sum(tf.square(candidates), axis=1)
+        return tf.sqrt(tf.maximum(squared - 2.0 * dot, 1e-12))
 
-    def scores(self, outputs):
-        return -self.distances(outputs)
+    def scores(self, anchors, candidates):
+        return -self.distances(anchors, candidates)
 
-    def label_mask(self, labels):
-        positives, negatives = embedding.pair_masks(labels)
+    def anchor_mask(self, positives, negatives):
         return labels_lib.float32(tf.logical_and(tf.reduce_any(positives, axis=1), tf.reduce_any(negatives, axis=1)))
 
-    def per_example_loss(self, labels, outputs):
-        positives, negatives = embedding.pair_masks(labels)
-        distances = self.distances(outputs)
+    def anchor_losses(self, positives, negatives, anchors, candidates):
+        distances = self.distances(anchors, candidates)
         if self.mining == "hard":
             far = tf.fill(tf.shape(distances), 1e9)
             hardest_positive = tf.reduce_max(tf.where(positives, distances, tf.zeros_like(distances)), axis=1)
             hardest_negative = tf.reduce_min(tf.where(negatives, distances, far), axis=1)
-            loss = tf.nn.relu(hardest_positive - hardest_negative + self.margin)
-        else:
-            triplets = labels_lib.float32(tf.logical_and(positives[:, :, None], negatives[:, None, :]))
-            margins = tf.nn.relu(distances[:, :, None] - distances[:, None, :] + self.margin)
-            loss = tf.math.divide_no_nan(
-                tf.reduce_sum(triplets * margins, axis=[1, 2]), tf.reduce_sum(triplets, axis=[1, 2])
-            )
-        return loss * self.label_mask(labels)
+            return tf.nn.relu(hardest_positive - hardest_negative + self.margin)
+        triplets = labels_lib.float32(tf.logical_and(positives[:, :, None], negatives[:, None, :]))
+        margins = tf.nn.relu(distances[:, :, None] - distances[:, None, :] + self.margin)
+        return tf.math.divide_no_nan(tf.reduce_sum(triplets * margins, axis=[1, 2]),
+                                     tf.reduce_sum(triplets, axis=[1, 2]))
