@@ -18,7 +18,12 @@ import tensorflow as tf
 from official.core import config_definitions as cfg
 
 from multitask import base_model
+from multitask import base_trainer
 from multitask import input_factory
+from multitask import interleaving_trainer
+from multitask import multitask as multitask_lib
+from multitask import task_sampler
+from multitask import weighting
 from multitask.modeling import head_task
 from multitask.modeling import registry
 
@@ -99,3 +104,34 @@ def model(task_names=("kind", "size"), hidden: Optional[int] = 4):
     )
     result.build()
     return result
+
+
+def train(strategy, trainer_type, task_names=("kind", "size"), init=None, method=None, rep_grad=False, steps=3,
+          learning_rate=0.1):
+    """Trains the toy tasks with SGD from `init` (trainable values; None: seed 0's).
+
+    The joint trainer reads the shared toy data; the interleaving one each
+    task's own. Returns (variables before, variables after, the train logs).
+    """
+    keras.utils.set_random_seed(0)
+    shared = PartialDataConfig(repeat=True)
+    with strategy.scope():
+        multi_task = multitask_lib.MultiTask([head_task.HeadTask(task_config(name)) for name in task_names])
+        built = model(task_names)
+        optimizer = keras.optimizers.SGD(learning_rate)
+        if trainer_type == "interleaving":
+            trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
+                multi_task, built, optimizer, task_sampler.UniformTaskSampler(multi_task.task_weights)
+            )
+        else:
+            trainer = base_trainer.MultiTaskBaseTrainer(
+                multi_task, built, optimizer,
+                weighting=weighting.get_weighting(method, len(task_names)) if method else None, rep_grad=rep_grad,
+                train_datasets=lambda input_context=None: partial_inputs(shared, input_context),
+            )
+    if init is not None:
+        for variable, value in zip(built.trainable_variables, init):
+            variable.assign(value)
+    before = [v.numpy().copy() for v in built.trainable_variables]
+    logs = trainer.train(tf.constant(steps))
+    return before, [v.numpy() for v in built.trainable_variables], logs

@@ -1,16 +1,13 @@
 """Contrastive and ranking heads pair each replica's examples with the whole global batch."""
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import head_toy
-from multitask import base_trainer
 from multitask import evaluator as evaluator_lib
-from multitask import interleaving_trainer
-from multitask import multitask as multitask_lib
-from multitask import task_sampler
-from multitask import weighting
 from multitask.modeling import head_task
 
 RNG = np.random.default_rng(3)
@@ -74,43 +71,15 @@ def test_a_batch_split_unevenly_over_two_replicas_gives_the_one_device_loss_grad
     assert np.sum(totals) / np.sum(counts) == pytest.approx(float(total) / float(count))
 
 
-def _multi_task():
-    return multitask_lib.MultiTask([head_task.HeadTask(head_toy.task_config(name)) for name in TASKS])
-
-
-def _train(strategy, trainer_type, init=None, method=None, rep_grad=False, steps=3):
-    """Trains the embedding tasks on the toy data from `init`; returns (variables before, after, logs)."""
-    keras.utils.set_random_seed(0)
-    shared = head_toy.PartialDataConfig(repeat=True)
-    with strategy.scope():
-        multi_task = _multi_task()
-        model = head_toy.model(TASKS)
-        optimizer = keras.optimizers.SGD(0.5)
-        if trainer_type == "interleaving":
-            trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
-                multi_task, model, optimizer, task_sampler.UniformTaskSampler(multi_task.task_weights)
-            )
-        else:
-            trainer = base_trainer.MultiTaskBaseTrainer(
-                multi_task, model, optimizer,
-                weighting=weighting.get_weighting(method, len(TASKS)) if method else None, rep_grad=rep_grad,
-                train_datasets=lambda input_context=None: head_toy.partial_inputs(shared, input_context),
-            )
-    if init is not None:
-        for variable, value in zip(model.trainable_variables, init):
-            variable.assign(value)
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    logs = trainer.train(tf.constant(steps))
-    return before, [v.numpy() for v in model.trainable_variables], logs
-
-
 @pytest.mark.parametrize("trainer_type, method, rep_grad", [
     ("joint", None, False), ("joint", "mgda", True), ("interleaving", None, False),
 ])
 def test_one_and_two_replicas_train_alike(two_cpu_strategy, trainer_type, method, rep_grad):
     """Batches of 8, split 4 | 4: the first half holds one labelled id (head_toy)."""
-    init, one_after, one_logs = _train(tf.distribute.get_strategy(), trainer_type, method=method, rep_grad=rep_grad)
-    _, two_after, two_logs = _train(two_cpu_strategy, trainer_type, init=init, method=method, rep_grad=rep_grad)
+    train = functools.partial(head_toy.train, trainer_type=trainer_type, task_names=TASKS, method=method,
+                              rep_grad=rep_grad, learning_rate=0.5)
+    init, one_after, one_logs = train(tf.distribute.get_strategy())
+    _, two_after, two_logs = train(two_cpu_strategy, init=init)
     assert not np.allclose(init[0], one_after[0])
     # Negatives from the replica's half alone differed by up to 1.3 here; float sums in another order, by 1e-5.
     for one, two in zip(one_after, two_after):

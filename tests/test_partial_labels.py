@@ -7,10 +7,7 @@ import tensorflow as tf
 import head_toy
 from multitask import base_trainer
 from multitask import evaluator as evaluator_lib
-from multitask import interleaving_trainer
 from multitask import multitask as multitask_lib
-from multitask import task_sampler
-from multitask import weighting
 from multitask.modeling import head_task
 from multitask.modeling import partial_labels
 
@@ -73,39 +70,15 @@ def _multi_task():
     )
 
 
-def _train(strategy, trainer_type, init=None, method=None, rep_grad=False, steps=3):
-    """Trains from `init` on the toy data; returns (variables before, after, logs)."""
-    keras.utils.set_random_seed(0)
-    shared = head_toy.PartialDataConfig(repeat=True)
-    with strategy.scope():
-        multi_task = _multi_task()
-        model = head_toy.model()
-        optimizer = keras.optimizers.SGD(0.1)
-        if trainer_type == "interleaving":
-            trainer = interleaving_trainer.MultiTaskInterleavingTrainer(
-                multi_task, model, optimizer, task_sampler.UniformTaskSampler(multi_task.task_weights)
-            )
-        else:
-            trainer = base_trainer.MultiTaskBaseTrainer(
-                multi_task, model, optimizer,
-                weighting=weighting.get_weighting(method, 2) if method else None, rep_grad=rep_grad,
-                train_datasets=lambda input_context=None: head_toy.partial_inputs(shared, input_context),
-            )
-    if init is not None:
-        for variable, value in zip(model.trainable_variables, init):
-            variable.assign(value)
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    logs = trainer.train(tf.constant(steps))
-    return before, [v.numpy() for v in model.trainable_variables], logs
-
-
 @pytest.mark.parametrize("trainer_type, method, rep_grad", [
     ("joint", None, False), ("joint", "mgda", False), ("joint", "mgda", True), ("interleaving", None, False),
 ])
 def test_one_and_two_replicas_agree(two_cpu_strategy, trainer_type, method, rep_grad):
     """The halves of each batch of 8 hold different numbers of labels (head_toy)."""
-    init, one_after, one_logs = _train(tf.distribute.get_strategy(), trainer_type, method=method, rep_grad=rep_grad)
-    _, two_after, two_logs = _train(two_cpu_strategy, trainer_type, init=init, method=method, rep_grad=rep_grad)
+    init, one_after, one_logs = head_toy.train(tf.distribute.get_strategy(), trainer_type, method=method,
+                                               rep_grad=rep_grad)
+    _, two_after, two_logs = head_toy.train(two_cpu_strategy, trainer_type, init=init, method=method,
+                                            rep_grad=rep_grad)
     for one, two in zip(one_after, two_after):
         np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-6)
     for name in ("kind", "size"):
