@@ -1,7 +1,13 @@
 """Tests for multitask.weighting.imtl."""
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
+import toy
+from multitask import base_model
+from multitask import base_trainer
+from multitask import multitask
 from multitask import weighting
 
 
@@ -15,9 +21,10 @@ def _libmtl_formula(grads):
     return np.concatenate([[1.0 - rest.sum()], rest])
 
 
-def test_registered_without_hyperparameters_beyond_recompute():
+def test_registered_with_loss_balance_and_recompute():
     method = weighting.get_weighting("imtl", 3)
-    assert weighting.hyperparameters("imtl") == ["recompute_every"]
+    assert weighting.hyperparameters("imtl") == ["loss_balance", "recompute_every"]
+    assert not method.trainable_variables
     assert set(method.gradient_kinds) == {"parameter", "representation"}
     assert method.linear
 
@@ -63,3 +70,89 @@ def test_aggregate_under_xla_matches_eager():
     combined, weights = compiled(tf.ones([3]), grads)
     np.testing.assert_allclose(weights, expected_weights, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(combined, expected_combined, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_balance_scales_the_losses_and_refuses_a_non_bool():
+    method = weighting.get_weighting("imtl", 3, loss_balance=True)
+    method.loss_scales.assign([0.5, -1.0, 2.0])
+    losses = tf.constant([2.0, 3.0, 0.25])
+    # The losses of tasks 0 and 2 take those tasks' scales.
+    np.testing.assert_allclose(method.transform_losses(losses[:2], [0, 2]),
+                               [np.exp(0.5) * 2.0 - 0.5, np.exp(2.0) * 3.0 - 2.0], rtol=1e-6)
+    np.testing.assert_allclose(weighting.get_weighting("imtl", 3).transform_losses(losses), losses)
+    with pytest.raises(ValueError, match="weighting.loss_balance must be true or false, got 'yes'"):
+        weighting.get_weighting("imtl", 3, loss_balance="yes")
+
+
+def test_loss_scales_trained_by_an_optimizer_reach_the_closed_form_fixed_point():
+    """d/ds (exp(s) L - s) = exp(s) L - 1 = 0 at s = -log L: every scaled loss becomes 1."""
+    method = weighting.get_weighting("imtl", 3, loss_balance=True)
+    losses = tf.constant([0.2, 1.0, 5.0])
+    optimizer = keras.optimizers.SGD(0.1)
+    for _ in range(300):
+        with tf.GradientTape() as tape:
+            objective = tf.reduce_sum(method.transform_losses(losses))
+        optimizer.apply_gradients(zip(tape.gradient(objective, method.trainable_variables),
+                                      method.trainable_variables))
+    np.testing.assert_allclose(method.loss_scales.numpy(), -np.log(losses.numpy()), atol=1e-4)
+
+
+X, Y = toy.toy_arrays(5)
+LR = 0.1
+
+
+def _trainer(strategy, loss_balance=True, rep_grad=False, recompute_every=1):
+    keras.utils.set_random_seed(0)
+    # Targets of different scales: the tasks' losses differ by about 16x.
+    dataset = tf.data.Dataset.from_tensor_slices((X, {"foo": Y, "bar": 0.25 * Y + 1.0}))
+    with strategy.scope():
+        tasks = multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())])
+        encoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="tanh")])
+        model = base_model.EncoderHeadsModel(encoder, {"foo": keras.layers.Dense(1), "bar": keras.layers.Dense(1)})
+        model.build()
+        method = weighting.get_weighting("imtl", 2, loss_balance=loss_balance, recompute_every=recompute_every)
+        trainer = base_trainer.MultiTaskBaseTrainer(
+            tasks, model, keras.optimizers.SGD(LR), rep_grad=rep_grad, weighting=method,
+            train_datasets=dataset.repeat().batch(8, drop_remainder=True))
+    return trainer, model, method
+
+
+def test_a_joint_step_trains_the_scales_and_balances_the_scaled_gradients():
+    """Step 1 (s = 0) moves s by -lr (L - 1), with L the step's losses; step 2
+    updates the model as IMTL-G does with the tasks' losses weighted by exp(s)
+    (the -s term has no gradient in the model)."""
+    trainer, model, method = _trainer(tf.distribute.get_strategy())
+    logs = trainer.train(tf.constant(1))
+    first_losses = np.array([float(logs[name]["training_loss"]) for name in ("foo", "bar")])
+    np.testing.assert_allclose(method.loss_scales.numpy(), -LR * (first_losses - 1.0), rtol=1e-5)
+    scales = method.loss_scales.numpy().copy()
+    trainer.train(tf.constant(1))
+
+    reference, reference_model, _ = _trainer(tf.distribute.get_strategy(), loss_balance=False)
+    reference.train(tf.constant(1))
+    for name, scale in zip(("foo", "bar"), scales):
+        reference.multi_task.control.set_loss_weight(name, float(np.exp(scale)))
+    reference.train(tf.constant(1))
+    for a, b in zip(model.trainable_variables, reference_model.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(scales, method.loss_scales.numpy())
+
+
+@pytest.mark.parametrize("rep_grad, recompute_every", [(False, 1), (True, 1), (False, 2)])
+def test_one_and_two_replicas_train_the_scales_alike_and_checkpoint_them(two_cpu_strategy, rep_grad,
+                                                                         recompute_every, tmp_path):
+    results = []
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+        trainer, model, method = _trainer(strategy, rep_grad=rep_grad, recompute_every=recompute_every)
+        trainer.train(tf.constant(5))
+        results.append((method.loss_scales.numpy(), [v.numpy() for v in model.trainable_variables]))
+    (one_scales, one_model), (two_scales, two_model) = results
+    assert np.all(np.abs(one_scales) > 0.05)
+    np.testing.assert_allclose(one_scales, two_scales, rtol=1e-5, atol=1e-6)
+    for a, b in zip(one_model, two_model):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    path = trainer.checkpoint.save(str(tmp_path / "ckpt"))
+    restored, _, restored_method = _trainer(tf.distribute.get_strategy(), rep_grad=rep_grad,
+                                            recompute_every=recompute_every)
+    restored.checkpoint.restore(path)
+    np.testing.assert_array_equal(restored_method.loss_scales.numpy(), two_scales)

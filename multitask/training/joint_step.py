@@ -22,6 +22,9 @@ One path for every joint run, in three stages:
   parameters (or the shared representation) is averaged over replicas before
   `weighting.aggregate` (see `training.gradients`). Task-specific parameters
   get their own task's (weighted) gradient, as in LibMTL.
+- A gradient-level method that learns loss scales (`Weighting.transform_losses`,
+  IMTL-L) balances the gradients of the scaled losses; its variables get the
+  gradient of their sum.
 - A step at which a linear method reuses its last weights (`recompute_every`;
   the trainer plans those steps, `Weighting.calls_reusing_weights`) takes no
   per-task gradient: the shared variables get the gradient of the weights'
@@ -140,6 +143,7 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
             objective, weights = weighting.objective_and_weights(weighted, tasks)
             scaled = optimizer.scale_loss(objective / replicas)
         else:
+            weighted = weighting.transform_losses(weighted, tasks)
             if reuse_weights:
                 objective, weights = weighting.reused_objective(weighted, tasks)
                 scaled = optimizer.scale_loss(objective / replicas)
@@ -158,7 +162,8 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
         specific_variables = [v for name in names for v in specific[name]]
         grads = tape.gradient(scaled, shared) + (tape.gradient(scaled_sum, specific_variables)
                                                  if specific_variables else [])
-        _apply(optimizer, grads, shared + specific_variables, variable_optimizers)
+        scale_grads, scales = _loss_scale_gradients(tape, weighting, scaled_sum)
+        _apply(optimizer, grads + scale_grads, shared + specific_variables + scales, variable_optimizers)
         del tape
         logs["total_loss"] = objective
         logs["weights"] = weights
@@ -170,6 +175,12 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
         _, labels = base_task.split_inputs(task_inputs[name])
         multi_task.tasks[name].process_metrics(task_metrics[name], labels, outputs[name], **metric_kwargs)
     return logs
+
+
+def _loss_scale_gradients(tape, weighting, scaled_sum):
+    """`(gradients, variables)` of a gradient-level method's learned loss scales: of the scaled losses' sum."""
+    variables = list(weighting.trainable_variables)
+    return (tape.gradient(scaled_sum, variables) if variables else []), variables
 
 
 def _balance_gradients(tape, weighting, model, optimizer, all_names: List[str], names: Sequence[str],
@@ -198,7 +209,9 @@ def _balance_gradients(tape, weighting, model, optimizer, all_names: List[str], 
         shared_grads = gradients.unflatten(combined * scale / replicas, shared)
     specific_variables = [v for name in names for v in specific[name]]
     specific_grads = tape.gradient(scaled_sum, specific_variables) if specific_variables else []
-    _apply(optimizer, list(shared_grads) + list(specific_grads), shared + specific_variables, variable_optimizers)
+    scale_grads, scales = _loss_scale_gradients(tape, weighting, scaled_sum)
+    _apply(optimizer, list(shared_grads) + list(specific_grads) + scale_grads, shared + specific_variables + scales,
+           variable_optimizers)
     return {"total_loss": tf.reduce_sum(weights * global_mean), "weights": weights,
             "grad_norms": norms, "grad_cosines": cosines}
 
@@ -227,7 +240,7 @@ def check_weighting(weighting, rep_grad: bool, num_tasks: int, model, shared_inp
         )
     if not rep_grad:
         return
-    if weighting.trainable_variables:
+    if weighting.loss_level and weighting.trainable_variables:
         raise ValueError(
             "trainer.rep_grad: this weighting learns its weights from the loss, which the "
             "representation-gradient path does not differentiate; set rep_grad to False."

@@ -204,6 +204,18 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
         self.calls.assign_add(1)
         return tf.reduce_sum(weights * tf.convert_to_tensor(losses, tf.float32)), weights
 
+    def transform_losses(self, losses: tf.Tensor, tasks: Optional[Sequence[int]] = None) -> tf.Tensor:
+        """The `[A]` losses whose gradients the method balances, from the trainer's weighted losses.
+
+        The losses themselves by default. A method that learns per-task loss
+        scales (IMTL-L) returns a differentiable function of the losses and of
+        its `trainable_variables`; the joint trainer then balances the
+        gradients of these losses and trains those variables by the gradient
+        of their sum, with the model's optimizer.
+        """
+        del tasks
+        return losses
+
     @abc.abstractmethod
     def _aggregate(self, losses: tf.Tensor, grads: tf.Tensor, tasks: Tuple[int, ...]) -> Tuple[tf.Tensor, tf.Tensor]:
         """Computes `(combined [D], weights [A])` from fresh inputs of the tasks `tasks`."""
