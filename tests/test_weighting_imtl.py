@@ -156,3 +156,91 @@ def test_one_and_two_replicas_train_the_scales_alike_and_checkpoint_them(two_cpu
                                             recompute_every=recompute_every)
     restored.checkpoint.restore(path)
     np.testing.assert_array_equal(restored_method.loss_scales.numpy(), two_scales)
+
+
+REPLAY_TARGETS = {"foo": Y, "bar": 0.25 * Y}
+
+
+def _linear_trainer(loss_balance, recompute_every):
+    """A linear encoder `h = x W + b` and linear heads: each task's gradients have a closed form."""
+    keras.utils.set_random_seed(0)
+    dataset = tf.data.Dataset.from_tensor_slices((X, REPLAY_TARGETS))
+    tasks = multitask.MultiTask([toy.ToyTask(toy.FooConfig()), toy.ToyTask(toy.BarConfig())])
+    encoder = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    model = base_model.EncoderHeadsModel(encoder, {"foo": keras.layers.Dense(1), "bar": keras.layers.Dense(1)})
+    model.build()
+    method = weighting.get_weighting("imtl", 2, loss_balance=loss_balance, recompute_every=recompute_every)
+    trainer = base_trainer.MultiTaskBaseTrainer(tasks, model, keras.optimizers.SGD(LR), weighting=method,
+                                                train_datasets=dataset.repeat().batch(8, drop_remainder=True))
+    return trainer, model, method
+
+
+def _replay(model, steps, every, loss_balance):
+    """Numpy's joint steps: IMTL-G on the gradients `exp(s_i) g_i` of the scaled losses,
+    heads by `exp(s_i)` times their task's gradient, and `s <- s - lr (exp(s) L - 1)` at
+    every step (also where the weights are reused)."""
+    kernel, bias = (v.numpy().astype(np.float64) for v in model.encoder.trainable_variables)
+    heads = {name: [v.numpy().astype(np.float64) for v in model.heads[name].trainable_variables]
+             for name in ("foo", "bar")}
+    scales = np.zeros(2)
+    for step in range(steps):
+        batch = slice(8 * step, 8 * step + 8)
+        x = X[batch].astype(np.float64)
+        hidden = x @ kernel + bias
+        losses, shared_grads, head_grads = [], [], []
+        for name in ("foo", "bar"):
+            v, c = heads[name]
+            error = hidden @ v + c - REPLAY_TARGETS[name][batch]
+            losses.append(np.mean(error ** 2))
+            d_out = 2.0 * error / len(x)
+            d_hidden = d_out @ v.T
+            shared_grads.append(np.concatenate([(x.T @ d_hidden).ravel(), d_hidden.sum(0)]))
+            head_grads.append([hidden.T @ d_out, d_out.sum(0)])
+        factors = np.exp(scales) if loss_balance else np.ones(2)
+        scaled = factors[:, None] * np.stack(shared_grads)
+        if step % every == 0:
+            weights = _libmtl_formula(scaled)
+        combined = weights @ scaled
+        kernel = kernel - LR * combined[:kernel.size].reshape(kernel.shape)
+        bias = bias - LR * combined[kernel.size:]
+        for i, name in enumerate(("foo", "bar")):
+            heads[name] = [p - LR * factors[i] * g for p, g in zip(heads[name], head_grads[i])]
+        if loss_balance:
+            scales = scales - LR * (np.exp(scales) * np.array(losses) - 1.0)
+    return [kernel, bias, *heads["foo"], *heads["bar"]], scales
+
+
+@pytest.mark.parametrize("loss_balance, recompute_every", [(True, 1), (True, 2), (False, 1)],
+                         ids=["loss_balance", "loss_balance-recompute_every=2", "default"])
+def test_joint_steps_equal_a_hand_computation(loss_balance, recompute_every):
+    """Three steps of the real joint trainer against numpy; without
+    loss_balance the method is IMTL-G alone (no trainable variable, losses as given)."""
+    trainer, model, method = _linear_trainer(loss_balance, recompute_every)
+    expected_variables, expected_scales = _replay(model, 3, recompute_every, loss_balance)
+    trainer.train(tf.constant(3))
+    if loss_balance:
+        assert np.all(np.abs(expected_scales) > 0.05)  # the scales differ from 0 and from each other
+        np.testing.assert_allclose(method.loss_scales.numpy(), expected_scales, rtol=1e-4, atol=1e-6)
+    else:
+        assert not method.trainable_variables
+    actual = [model.encoder.trainable_variables[0], model.encoder.trainable_variables[1],
+              *model.heads["foo"].trainable_variables, *model.heads["bar"].trainable_variables]
+    for a, b in zip(actual, expected_variables):
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_balance_from_the_command_line():
+    from multitask import configs
+    from multitask import train
+
+    params = configs.MultiTaskExperimentConfig(
+        task=configs.MultiTaskConfig(task_routines=(configs.TaskRoutine(task_config=toy.FooConfig()),
+                                                    configs.TaskRoutine(task_config=toy.BarConfig()))),
+        trainer=configs.MultiTaskTrainerConfig(trainer_type="joint"))
+    train.apply_override(params, "trainer.weighting.type=imtl,trainer.weighting.loss_balance=true,"
+                                 "trainer.weighting.recompute_every=2", "--params_override")
+    params.trainer.validate()
+    hyper = params.trainer.weighting.hyperparameters()
+    assert hyper == {"loss_balance": True, "recompute_every": 2}
+    method = weighting.get_weighting("imtl", 2, **hyper)
+    assert method.trainable_variables == (method.loss_scales,)
