@@ -155,10 +155,8 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             nonfinite_steps=self._nonfinite.nonfinite_steps, weighting=weighting, task_optimizers=self._task_optimizers,
             shared_learning_rate_multiplier=self._scaling.shared_multiplier, successive_regularization=self._successive)
         self._trainable_signature = None
-        # One traced loop per (trainable variables, plan, guarded groups, reused weights).
-        self._train_loop_fns = {}
+        self._train_loop_fns = {}  # One traced loop per (trainable variables, plan, guarded groups).
         self._loop_key = self._plan = self._guarded = None
-        self._reuse_weights = False
         # The data is distributed at the first loop, after a checkpoint may have been restored.
         super().__init__(train_dataset=None, options=trainer_options or orbit.StandardTrainerOptions())
 
@@ -242,34 +240,17 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         self._logs.reset()
 
     def _select_train_loop(self, remaining: int) -> int:
-        """Points orbit at the loop traced for the plan of now; returns the steps that plan holds.
-
-        With a gradient-level method's `recompute_every`, a step that computes
-        new weights is a stretch of its own, and the steps reusing them are
-        one stretch without per-task gradients (`joint_step.train_step`).
-        """
+        """Points orbit at the loop traced for the plan of now; returns the steps that plan holds."""
         control, step = self._multi_task.control, int(self._global_step.numpy())
         self._plan = control.loop_plan(step)
         self._guarded = self._scaling.groups_for(self._plan)
         steps = min(remaining, control.steps_until_change(step) or remaining)
-        self._reuse_weights = False
-        if self._plans_recomputation():
-            names = list(self._multi_task.tasks)
-            reusing = self._weighting.calls_reusing_weights([names.index(name) for name in self._plan.active])
-            self._reuse_weights = reusing > 0
-            steps = min(steps, reusing) if reusing else 1
-        key = (self._trainable_signature, self._plan, self._guarded, self._reuse_weights)
+        key = (self._trainable_signature, self._plan, self._guarded)
         if key != self._loop_key:
             self._loop_key = key
             self._train_loop_fn = self._train_loop_fns.get(key) or self.create_train_loop_fn()
             self._train_loop_fns[key] = self._train_loop_fn
         return steps
-
-    def _plans_recomputation(self) -> bool:
-        """Whether the loop is cut where a gradient-level method's cached weights are recomputed."""
-        weighting = self._weighting
-        return (weighting is not None and weighting.recompute_every > 1 and bool(self._plan.active)
-                and (self._rep_grad or not weighting.loss_level))
 
     def train_step(self, iterator_map):
         """One joint step over the plan's active tasks."""
@@ -280,10 +261,20 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
             if not self._inputs.shared:
                 inputs = {name: inputs[name] for name in active}
             before = self._scaling.snapshot(self._guarded)
-            with self._nonfinite.guarding(self._optimizer, *self._task_optimizers.values()):
-                flags = self._strategy.run(self.compiled(lambda inputs: self._replica_step(inputs, step, active)),
-                                           args=(inputs,))
-            self._nonfinite.record(flags, step + 1)
+
+            def run(reuse_weights: bool) -> None:
+                with self._nonfinite.guarding(self._optimizer, *self._task_optimizers.values()):
+                    flags = self._strategy.run(
+                        self.compiled(lambda inputs: self._replica_step(inputs, step, active, reuse_weights)),
+                        args=(inputs,))
+                self._nonfinite.record(flags, step + 1)
+
+            if self._reuses_weights():
+                # Steps between recomputations: one backward pass, no per-task gradient.
+                tf.cond(self._weighting.recomputes([names.index(name) for name in active]),
+                        lambda: run(False), lambda: run(True))
+            else:
+                run(False)
             if self._successive is not None:
                 self._successive.apply(self._optimizer.learning_rate)
             self._scaling.apply(before, self._multi_task.control)
@@ -291,13 +282,18 @@ class MultiTaskBaseTrainer(orbit.StandardTrainer):
         for name in active:
             self._task_step_counters[name].assign_add(1)
 
-    def _replica_step(self, inputs, step, active):
+    def _reuses_weights(self) -> bool:
+        """Whether a gradient-level method's `recompute_every` lets steps reuse its weights."""
+        weighting = self._weighting
+        return (weighting is not None and weighting.recompute_every > 1
+                and (self._rep_grad or not weighting.loss_level))
+
+    def _replica_step(self, inputs, step, active, reuse_weights=False):
         task_inputs = self._inputs.task_inputs(inputs, active)
         logs = joint_step.train_step(
             self._multi_task, self._balancer, task_inputs, self._multi_task_model,
             self._optimizer, self._logs.metrics, step, shared_features=self._inputs.shared_features(inputs),
-            rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers,
-            reuse_weights=self._reuse_weights)
+            rep_grad=self._rep_grad, variable_optimizers=self._variable_optimizers, reuse_weights=reuse_weights)
         # The labels weigh each task's loss in its "training_loss" mean (`train_logs`).
         self._logs.record_joint_step(active, logs, self._nonfinite.update_mean, task_inputs)
         return self._nonfinite.step_flags([logs.get(name, 0.0) for name in self._multi_task.tasks])

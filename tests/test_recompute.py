@@ -33,21 +33,21 @@ def _trainer(strategy, method, rep_grad):
 @pytest.mark.parametrize("method, rep_grad", [("mgda", False), ("imtl", True)])
 def test_reused_weights_update_as_the_gradient_path_without_per_task_gradients(method, rep_grad, two_cpu_strategy,
                                                                               monkeypatch):
-    """7 steps, new weights every 3: the trainer runs steps 1-2 and 4-5 as one
-    backward pass of the weighted loss sum, and ends as the gradient path
-    reusing the weights inside `aggregate` (each step on its own) does, on one
-    and two replicas. Its gradient diagnostics are the means over the 3 steps
-    that computed per-task gradients."""
+    """7 steps, new weights every 3, in one traced loop: steps 1-2 and 4-5
+    take one backward pass of the weighted loss sum (no per-task gradients:
+    `aggregate` runs 3 times), and the run ends as the gradient path reusing
+    the weights inside `aggregate` does, on one and two replicas. Its
+    gradient diagnostics are the means over the 3 steps that computed
+    per-task gradients."""
     for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
         trainer, model = _trainer(strategy, method, rep_grad)
         logs = trainer.train(tf.constant(STEPS))
         got = [v.numpy() for v in model.trainable_variables]
         assert int(trainer.global_step.numpy()) == STEPS
-        reuse_keys = sorted(key[-1] for key in trainer._train_loop_fns)  # pylint: disable=protected-access
-        assert reuse_keys == [False, True]
+        assert len(trainer._train_loop_fns) == 1  # pylint: disable=protected-access
 
         with monkeypatch.context() as patch:  # Every step through per-task gradients.
-            patch.setattr(weighting_base.Weighting, "calls_reusing_weights", lambda self, tasks=None: 0)
+            patch.setattr(base_trainer.MultiTaskBaseTrainer, "_reuses_weights", lambda self: False)
             reference, reference_model = _trainer(strategy, method, rep_grad)
             per_step = [reference.train(tf.constant(1)) for _ in range(STEPS)]
         for a, b in zip(got, reference_model.trainable_variables):
@@ -59,6 +59,27 @@ def test_reused_weights_update_as_the_gradient_path_without_per_task_gradients(m
             np.mean([float(c["grad_cosine_bar"]) for c in computed]), rel=1e-5, abs=1e-6)
         assert float(logs["foo"]["weight"]) == pytest.approx(np.mean([float(s["foo"]["weight"]) for s in per_step]),
                                                              rel=1e-5)
+
+
+def test_steps_that_reuse_the_weights_skip_aggregate(monkeypatch):
+    """`aggregate` (per-task gradients and their balance) runs only at the 3
+    steps that compute weights; with the gradient path reusing weights inside
+    it, at all 7."""
+    for skip, expected in ((True, 3), (False, STEPS)):
+        calls = tf.Variable(0)
+        aggregate = weighting_base.Weighting.aggregate
+
+        def counting(self, *args, **kwargs):
+            calls.assign_add(1)
+            return aggregate(self, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(weighting_base.Weighting, "aggregate", counting)
+            if not skip:
+                patch.setattr(base_trainer.MultiTaskBaseTrainer, "_reuses_weights", lambda self: False)
+            trainer, _ = _trainer(tf.distribute.get_strategy(), "mgda", False)
+            trainer.train(tf.constant(STEPS))
+        assert int(calls.numpy()) == expected
 
 
 def test_a_resumed_run_recomputes_where_the_uninterrupted_one_does(tmp_path):

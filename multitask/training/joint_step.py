@@ -26,8 +26,8 @@ One path for every joint run, in three stages:
   IMTL-L) balances the gradients of the scaled losses; its variables get the
   gradient of their sum.
 - A step at which a linear method reuses its last weights (`recompute_every`;
-  the trainer plans those steps, `Weighting.calls_reusing_weights`) takes no
-  per-task gradient: the shared variables get the gradient of the weights'
+  the trainer picks this step function with a `tf.cond` on
+  `Weighting.recomputes`, around `strategy.run`) takes no per-task gradient: the shared variables get the gradient of the weights'
   sum of the losses, the task-specific ones that of the plain sum, in one
   backward pass each way down the model, and nothing is all-reduced but what
   the optimizer sums.
@@ -118,7 +118,7 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
       variable_optimizers: `{id(variable): optimizer}`: variables a task's
         own optimizer updates (`training.task_optimizers`).
       reuse_weights: The gradient-level method reuses its last weights at
-        this step (only where `weighting.calls_reusing_weights` says so).
+        this step (only where `weighting.recomputes` is False).
       **metric_kwargs: Passed to each task's `process_metrics`.
 
     Returns:

@@ -165,7 +165,7 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
                 weights = self.select(self.last_weights, tasks)
                 return tf.linalg.matvec(grads, weights, transpose_a=True), weights
 
-            combined, weights = tf.cond(self._fresh(tasks), recompute, reuse)
+            combined, weights = tf.cond(self.recomputes(tasks), recompute, reuse)
             self.last_tasks.assign(self._mask(tasks))
         self.last_weights.assign(self.expand(weights, tasks))
         self.calls.assign_add(1)
@@ -176,21 +176,17 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
         return tf.constant([i in tasks for i in range(self.num_tasks)])
 
     @tf.autograph.experimental.do_not_convert
-    def _fresh(self, tasks: Tuple[int, ...]) -> tf.Tensor:
-        """Whether the next call computes new weights: every `recompute_every` calls, or for other tasks."""
-        return tf.logical_or(self.calls % self.recompute_every == 0,
-                             tf.reduce_any(tf.not_equal(self.last_tasks, self._mask(tasks))))
+    def recomputes(self, tasks: Optional[Sequence[int]] = None) -> tf.Tensor:
+        """Whether the next call for `tasks` computes new weights: every `recompute_every` calls, or for other tasks.
 
-    def calls_reusing_weights(self, tasks: Optional[Sequence[int]] = None) -> int:
-        """How many of the next calls for `tasks` reuse the last weights (read eagerly); 0: the next computes.
-
-        A trainer uses it to plan its loop: those calls can take one
-        backward pass of the weighted loss sum (`reused_objective`) instead
-        of a gradient per task.
+        A bool tensor, the same on every replica and in the cross-replica
+        context. Where it is False, a trainer may take the step as one
+        backward pass of `reused_objective` instead of a gradient per task.
         """
-        if self.recompute_every == 1 or bool(self._fresh(self.task_indices(tasks))):
-            return 0
-        return self.recompute_every - int(self.calls.numpy()) % self.recompute_every
+        if self.recompute_every == 1:
+            return tf.constant(True)
+        return tf.logical_or(self.calls % self.recompute_every == 0,
+                             tf.reduce_any(tf.not_equal(self.last_tasks, self._mask(self.task_indices(tasks)))))
 
     def reused_objective(self, losses: tf.Tensor,
                          tasks: Optional[Sequence[int]] = None) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -198,7 +194,7 @@ class Weighting(tf.Module, metaclass=abc.ABCMeta):
 
         Its gradient is `aggregate`'s combined gradient on a call that reuses
         them (`last_weights @ grads`), with one backward pass. Call it only
-        where `calls_reusing_weights` said so; it counts as a call.
+        where `recomputes` is False; it counts as a call.
         """
         weights = self.select(self.last_weights, self.task_indices(tasks))
         self.calls.assign_add(1)
