@@ -27,10 +27,10 @@ One path for every joint run, in three stages:
   gradient of their sum.
 - A step at which a linear method reuses its last weights (`recompute_every`;
   the trainer picks this step function with a `tf.cond` on
-  `Weighting.recomputes`, around `strategy.run`) takes no per-task gradient: the shared variables get the gradient of the weights'
-  sum of the losses, the task-specific ones that of the plain sum, in one
-  backward pass each way down the model, and nothing is all-reduced but what
-  the optimizer sums.
+  `Weighting.recomputes`, around `strategy.run`) takes no per-task gradient:
+  the shared variables get the gradient of the weights' sum of the losses,
+  the task-specific ones that of the plain sum, in one backward pass each way
+  down the model, and nothing is all-reduced but what the optimizer sums.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -159,11 +159,8 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
         logs["weights"] = weights
     elif reuse_weights:
         shared, specific = gradients.split_variables(model, all_names, active=names)
-        specific_variables = [v for name in names for v in specific[name]]
-        grads = tape.gradient(scaled, shared) + (tape.gradient(scaled_sum, specific_variables)
-                                                 if specific_variables else [])
-        scale_grads, scales = _loss_scale_gradients(tape, weighting, scaled_sum)
-        _apply(optimizer, grads + scale_grads, shared + specific_variables + scales, variable_optimizers)
+        own_grads, own = _own_gradients(tape, weighting, specific, names, scaled_sum)
+        _apply(optimizer, tape.gradient(scaled, shared) + own_grads, shared + own, variable_optimizers)
         del tape
         logs["total_loss"] = objective
         logs["weights"] = weights
@@ -177,9 +174,13 @@ def train_step(multi_task, weighting, task_inputs, model, optimizer, task_metric
     return logs
 
 
-def _loss_scale_gradients(tape, weighting, scaled_sum):
-    """`(gradients, variables)` of a gradient-level method's learned loss scales: of the scaled losses' sum."""
-    variables = list(weighting.trainable_variables)
+def _own_gradients(tape, weighting, specific, names, scaled_sum):
+    """`(gradients, variables)` of what the plain sum of the losses trains, in one backward pass.
+
+    The active tasks' own variables (each gets its task's gradient) and a
+    gradient-level method's learned loss scales (`transform_losses`).
+    """
+    variables = [v for name in names for v in specific[name]] + list(weighting.trainable_variables)
     return (tape.gradient(scaled_sum, variables) if variables else []), variables
 
 
@@ -207,11 +208,8 @@ def _balance_gradients(tape, weighting, model, optimizer, all_names: List[str], 
         norms, cosines = gradients.gradient_diagnostics(per_task)
         # The optimizer sums over replicas the gradients it is given.
         shared_grads = gradients.unflatten(combined * scale / replicas, shared)
-    specific_variables = [v for name in names for v in specific[name]]
-    specific_grads = tape.gradient(scaled_sum, specific_variables) if specific_variables else []
-    scale_grads, scales = _loss_scale_gradients(tape, weighting, scaled_sum)
-    _apply(optimizer, list(shared_grads) + list(specific_grads) + scale_grads, shared + specific_variables + scales,
-           variable_optimizers)
+    own_grads, own = _own_gradients(tape, weighting, specific, names, scaled_sum)
+    _apply(optimizer, list(shared_grads) + list(own_grads), shared + own, variable_optimizers)
     return {"total_loss": tf.reduce_sum(weights * global_mean), "weights": weights,
             "grad_norms": norms, "grad_cosines": cosines}
 
