@@ -95,3 +95,37 @@ def test_a_resumed_run_recomputes_where_the_uninterrupted_one_does(tmp_path):
     resumed.train(tf.constant(STEPS - 4))
     for a, b in zip(whole_model.trainable_variables, resumed_model.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_change_of_the_training_tasks_recomputes_on_one_and_two_replicas(two_cpu_strategy, monkeypatch):
+    """Task control between loops: "bar" off after 2 steps, on again after 4.
+    Each change forces new weights: `aggregate` runs at steps 0 and 3 (every
+    3 calls) and 2 and 4 (the task set changed); 1 and 5 reuse. "bar"'s head
+    stays still while it is off, and one and two replicas end alike."""
+    calls = tf.Variable(0)
+    aggregate = weighting_base.Weighting.aggregate
+
+    def counting(self, *args, **kwargs):
+        calls.assign_add(1)
+        return aggregate(self, *args, **kwargs)
+
+    results = []
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy):
+        with monkeypatch.context() as patch:
+            if strategy is not two_cpu_strategy:  # A plain variable counts one replica's calls.
+                patch.setattr(weighting_base.Weighting, "aggregate", counting)
+            trainer, model = _trainer(strategy, "mgda", False)
+            control = trainer._multi_task.control  # pylint: disable=protected-access
+            trainer.train(tf.constant(2))
+            control.disable("bar")
+            bar_head = [v.numpy().copy() for v in model.heads["bar"].trainable_variables]
+            logs = trainer.train(tf.constant(2))
+            assert logs["foo"]["weight"] == pytest.approx(1.0)  # Alone, foo takes all the weight.
+            for before, after in zip(bar_head, model.heads["bar"].trainable_variables):
+                np.testing.assert_array_equal(before, after.numpy())
+            control.enable("bar")
+            trainer.train(tf.constant(2))
+        results.append([v.numpy() for v in model.trainable_variables])
+    assert int(calls.numpy()) == 4
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
